@@ -1,0 +1,30 @@
+"""The ``mixkit`` command: tokenize → measure → mix (→ experiment)."""
+
+from __future__ import annotations
+
+import click
+
+from cli.lazy_group import LazyGroup
+
+COMMANDS = {
+    "tokenize": "cli.tokenize_cmds:tokenize",
+    "merge": "cli.tokenize_cmds:merge",
+    "info": "cli.tokenize_cmds:info",
+    "list": "cli.tokenize_cmds:list_cmd",
+    "demo": "cli.demo_cmd:demo",
+    "count": "cli.distance_cmds:count",
+    "distance": "cli.distance_cmds:distance",
+    "proximity": "cli.distance_cmds:proximity",
+    "build-mix": "cli.mix_cmds:build_mix",
+    "inspect": "cli.mix_cmds:inspect",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mixkit")
+def main() -> None:
+    """mixkit: build, measure and mix midtraining data for GPT-NeoX (Pythia) models."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The ``trainer`` command: train GPT-NeoX (Pythia) models on mixkit streams."""
+
+from __future__ import annotations
+
+import click
+
+from cli.lazy_group import LazyGroup
+
+COMMANDS = {
+    "train": "cli.train_cmds:train",
+    "report": "cli.train_cmds:report",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mixkit")
+def main() -> None:
+    """trainer: pretrain, midtrain and finetune GPT-NeoX (Pythia) models on mixkit streams."""
+
+
+if __name__ == "__main__":
+    main()

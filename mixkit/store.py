@@ -1,0 +1,477 @@
+"""Token stores: the Megatron-LM / GPT-NeoX ``MMIDIDX`` indexed format plus a JSON manifest.
+
+A store named ``NAME`` is three files in the data directory:
+
+``NAME.bin``
+    Every document's token ids, back to back, in the store's dtype (``uint16`` when
+    the tokenizer's vocabulary fits, else ``int32``), little-endian, no header.
+
+``NAME.idx``
+    The index, byte for byte what Megatron-LM's ``IndexedDatasetBuilder`` writes
+    (version 1), so ``megatron.core.datasets.indexed_dataset.IndexedDataset`` and
+    GPT-NeoX read it unchanged::
+
+        offset  size            field
+        0       9               magic  b"MMIDIDX\\x00\\x00"
+        9       8  <Q           version = 1
+        17      1  <B           dtype code (1 uint8, 2 int8, 3 int16, 4 int32,
+                                5 int64, 6 float64, 7 float32, 8 uint16)
+        18      8  <Q           S = number of sequences (documents)
+        26      8  <Q           D = number of document indices = S + 1
+        34      4*S int32       sequence lengths in tokens
+        ..      8*S int64       sequence pointers: byte offset of each sequence in .bin
+        ..      8*D int64       document indices: 0, 1, ..., S (one sequence per document)
+
+    Pointers are int64, so stores past 4 G tokens work.
+
+``NAME.json``
+    The manifest: format version, dtype, documents, tokens, the tokenizer (file name,
+    sha256, vocabulary size), the EOS policy, how text was made (field/template),
+    the sources, what was skipped and why, the mixkit version, and ``fingerprint``:
+    the sha256 of the ``.idx`` bytes followed by the ``.bin`` bytes. Later artifacts
+    (counts, mixes, checkpoints) record that fingerprint and refuse a store whose
+    fingerprint changed.
+
+The manifest is renamed into place last: a store without its manifest, or whose
+files disagree with the sizes the manifest records, does not exist as far as
+``TokenStore.open`` is concerned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixkit import atomic
+from mixkit.errors import MixkitError
+
+MAGIC = b"MMIDIDX\x00\x00"
+INDEX_VERSION = 1
+MANIFEST_FORMAT = "mixkit-token-store"
+MANIFEST_VERSION = 1
+HEADER_BYTES = len(MAGIC) + 8 + 1 + 8 + 8
+
+DTYPE_CODES: dict[int, type] = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.float32,
+    8: np.uint16,
+}
+CODE_OF_DTYPE = {np.dtype(v).name: k for k, v in DTYPE_CODES.items()}
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """``uint16`` when every id in ``[0, vocab_size)`` fits (vocab ≤ 65,536), else ``int32``."""
+    if vocab_size <= 0:
+        raise MixkitError(f"vocabulary size must be positive, got {vocab_size}")
+    if vocab_size <= np.iinfo(np.uint16).max + 1:
+        return np.dtype(np.uint16)
+    if vocab_size <= np.iinfo(np.int32).max + 1:
+        return np.dtype(np.int32)
+    raise MixkitError(f"vocabulary size {vocab_size} does not fit int32 token ids")
+
+
+def default_data_dir() -> Path:
+    """``$MIXKIT_DATA_DIR`` if set, else ``./mixkit-data``."""
+    return Path(os.environ.get("MIXKIT_DATA_DIR", "mixkit-data"))
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    return Path(data_dir) if data_dir is not None else default_data_dir()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 23) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint_files(idx_path: Path, bin_path: Path, chunk: int = 1 << 23) -> str:
+    """sha256 over the ``.idx`` bytes then the ``.bin`` bytes: the store's content identity."""
+    h = hashlib.sha256()
+    for path in (idx_path, bin_path):
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def encode_index(lengths: np.ndarray, dtype: np.dtype) -> bytes:
+    """The ``.idx`` bytes for documents of the given token ``lengths`` (see module docstring)."""
+    dtype = np.dtype(dtype)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size and (lengths.min() < 0 or lengths.max() > np.iinfo(np.int32).max):
+        raise MixkitError("a document length does not fit the index's int32 lengths")
+    pointers = np.zeros(lengths.size, dtype=np.int64)
+    if lengths.size > 1:
+        np.cumsum(lengths[:-1] * dtype.itemsize, out=pointers[1:])
+    doc_idx = np.arange(lengths.size + 1, dtype=np.int64)
+    header = (
+        MAGIC
+        + struct.pack("<Q", INDEX_VERSION)
+        + struct.pack("<B", CODE_OF_DTYPE[dtype.name])
+        + struct.pack("<Q", lengths.size)
+        + struct.pack("<Q", doc_idx.size)
+    )
+    return (
+        header
+        + lengths.astype("<i4").tobytes()
+        + pointers.astype("<i8").tobytes()
+        + doc_idx.astype("<i8").tobytes()
+    )
+
+
+@dataclass(frozen=True)
+class IndexArrays:
+    dtype: np.dtype
+    lengths: np.ndarray  # int32, one per document
+    pointers: np.ndarray  # int64 byte offsets into .bin
+    doc_idx: np.ndarray  # int64, S + 1 entries
+
+
+def read_index(idx_path: str | os.PathLike) -> IndexArrays:
+    """Memory-map an ``.idx`` file and check its header; no copy of the arrays is made."""
+    idx_path = Path(idx_path)
+    size = idx_path.stat().st_size
+    if size < HEADER_BYTES:
+        raise MixkitError(f"{idx_path}: truncated index ({size} bytes, header needs {HEADER_BYTES})")
+    with open(idx_path, "rb") as f:
+        header = f.read(HEADER_BYTES)
+    if header[: len(MAGIC)] != MAGIC:
+        raise MixkitError(f"{idx_path}: not an MMIDIDX index (bad magic)")
+    (version,) = struct.unpack_from("<Q", header, 9)
+    (code,) = struct.unpack_from("<B", header, 17)
+    (n_seq,) = struct.unpack_from("<Q", header, 18)
+    (n_doc,) = struct.unpack_from("<Q", header, 26)
+    if version != INDEX_VERSION:
+        raise MixkitError(f"{idx_path}: index version {version}, expected {INDEX_VERSION}")
+    if code not in DTYPE_CODES:
+        raise MixkitError(f"{idx_path}: unknown dtype code {code}")
+    expected = HEADER_BYTES + 4 * n_seq + 8 * n_seq + 8 * n_doc
+    if size != expected:
+        raise MixkitError(f"{idx_path}: index is {size} bytes, its header implies {expected} (truncated?)")
+    mm = np.memmap(idx_path, dtype=np.uint8, mode="r")
+    off = HEADER_BYTES
+    lengths = mm[off : off + 4 * n_seq].view("<i4")
+    off += 4 * n_seq
+    pointers = mm[off : off + 8 * n_seq].view("<i8")
+    off += 8 * n_seq
+    doc_idx = mm[off : off + 8 * n_doc].view("<i8")
+    return IndexArrays(np.dtype(DTYPE_CODES[code]), lengths, pointers, doc_idx)
+
+
+def store_prefix(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Map a store name, a path prefix, or a path to one of its files onto the path prefix.
+
+    A bare name (no path separator) is looked up in the data directory; anything with a
+    separator (``./c4``, ``/data/c4.bin``) is a path.
+    """
+    text = str(name_or_path)
+    for suffix in (".bin", ".idx", ".json"):
+        if text.endswith(suffix):
+            return Path(text[: -len(suffix)])
+    if os.sep in text or (os.altsep and os.altsep in text):
+        return Path(text)
+    return resolve_data_dir(data_dir) / text
+
+
+class TokenStore:
+    """A read-only, memory-mapped token store.
+
+    ``store[i]`` is document ``i``'s tokens as a zero-copy view of ``store.tokens``,
+    the whole ``.bin`` as one 1-D memmap. Opening reads the manifest and the index
+    header and checks file sizes against the manifest (cheap); ``verify()`` also
+    recomputes the content fingerprint (reads everything).
+    """
+
+    def __init__(self, prefix: Path, manifest: dict[str, Any], index: IndexArrays):
+        self.prefix = prefix
+        self.manifest = manifest
+        self._index = index
+        self.dtype: np.dtype = index.dtype
+        nbytes = self.bin_path.stat().st_size
+        if nbytes:
+            self.tokens: np.ndarray = np.memmap(self.bin_path, dtype=self.dtype, mode="r")
+        else:
+            self.tokens = np.zeros(0, dtype=self.dtype)
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TokenStore:
+        prefix = store_prefix(name_or_path, data_dir)
+        json_path = prefix.with_name(prefix.name + ".json")
+        bin_path = prefix.with_name(prefix.name + ".bin")
+        idx_path = prefix.with_name(prefix.name + ".idx")
+        if not json_path.exists():
+            where = prefix.parent if str(prefix.parent) != "." else Path.cwd()
+            raise MixkitError(
+                f"no token store named '{prefix.name}' in {where} "
+                f"(`mixkit list` shows the stores; `mixkit tokenize` makes one)"
+            )
+        try:
+            manifest = json.loads(json_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise MixkitError(f"{json_path}: unreadable manifest ({e})") from None
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise MixkitError(f"{json_path}: not a mixkit token store manifest")
+        for path, key in ((bin_path, "bin_bytes"), (idx_path, "idx_bytes")):
+            if not path.exists():
+                raise MixkitError(f"store '{prefix.name}': {path.name} is missing")
+            if path.stat().st_size != manifest[key]:
+                raise MixkitError(
+                    f"store '{prefix.name}': {path.name} is {path.stat().st_size} bytes but the manifest "
+                    f"says {manifest[key]} (truncated or rewritten; re-tokenize with --overwrite)"
+                )
+        index = read_index(idx_path)
+        if index.dtype.name != manifest["dtype"]:
+            raise MixkitError(f"store '{prefix.name}': index dtype {index.dtype.name} != manifest {manifest['dtype']}")
+        return cls(prefix, manifest, index)
+
+    # -- paths and metadata ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.prefix.name
+
+    @property
+    def bin_path(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + ".bin")
+
+    @property
+    def idx_path(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + ".idx")
+
+    @property
+    def json_path(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + ".json")
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tokens.size)
+
+    @property
+    def num_docs(self) -> int:
+        return int(self._index.lengths.size)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["tokenizer"]["vocab_size"])
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        return self.manifest["tokenizer"]["sha256"]
+
+    @property
+    def eos_id(self) -> int | None:
+        eos = self.manifest.get("eos") or {}
+        return eos.get("id")
+
+    @property
+    def doc_lengths(self) -> np.ndarray:
+        """int32 token count of each document (memory-mapped)."""
+        return self._index.lengths
+
+    @property
+    def doc_offsets(self) -> np.ndarray:
+        """int64 token offset of each document in ``tokens`` (pointers / itemsize)."""
+        return np.asarray(self._index.pointers) // self.dtype.itemsize
+
+    # -- access -----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = self.num_docs
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"document {i} out of range for a store of {n} documents")
+        start = int(self._index.pointers[i]) // self.dtype.itemsize
+        return self.tokens[start : start + int(self._index.lengths[i])]
+
+    def __iter__(self):
+        for i in range(self.num_docs):
+            yield self[i]
+
+    def verify(self) -> None:
+        """Recompute the fingerprint and the index totals; raise ``MixkitError`` on any mismatch."""
+        fp = fingerprint_files(self.idx_path, self.bin_path)
+        if fp != self.fingerprint:
+            raise MixkitError(f"store '{self.name}': content fingerprint differs from its manifest (files changed)")
+        total = int(np.asarray(self._index.lengths, dtype=np.int64).sum())
+        if total != self.num_tokens or total != self.manifest["tokens"]:
+            raise MixkitError(f"store '{self.name}': index counts {total} tokens, .bin holds {self.num_tokens}")
+        if self.num_docs != self.manifest["documents"]:
+            raise MixkitError(f"store '{self.name}': index has {self.num_docs} documents, manifest says {self.manifest['documents']}")
+
+    def __repr__(self) -> str:
+        return f"TokenStore({self.name!r}, docs={self.num_docs}, tokens={self.num_tokens}, dtype={self.dtype.name})"
+
+
+def check_same_tokenizer(stores: Iterable[TokenStore]) -> None:
+    """Refuse to combine stores made with different tokenizers: their ids mean different things."""
+    stores = list(stores)
+    if not stores:
+        return
+    first = stores[0]
+    for other in stores[1:]:
+        if other.tokenizer_sha256 != first.tokenizer_sha256:
+            raise MixkitError(
+                f"stores '{first.name}' and '{other.name}' were made with different tokenizers "
+                f"({first.manifest['tokenizer'].get('file')} sha256 {first.tokenizer_sha256[:12]} vs "
+                f"{other.manifest['tokenizer'].get('file')} sha256 {other.tokenizer_sha256[:12]})"
+            )
+
+
+def list_stores(data_dir: str | os.PathLike | None = None) -> list[str]:
+    d = resolve_data_dir(data_dir)
+    if not d.is_dir():
+        return []
+    names = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            if json.loads(p.read_text()).get("format") == MANIFEST_FORMAT:
+                names.append(p.stem)
+        except (OSError, json.JSONDecodeError):
+            continue
+    return names
+
+
+class StoreWriter:
+    """Append documents to a store under temporary names; ``finish`` makes it appear.
+
+    The ``.bin`` grows at ``PREFIX.bin.partial``; ``finish`` writes the index and the
+    manifest (with the fingerprint) and renames ``.bin``, ``.idx``, ``.json`` into
+    place, the manifest last. ``resume_from`` reopens a partial ``.bin`` at a known
+    durable length so a killed job continues instead of starting over.
+    """
+
+    def __init__(self, prefix: str | os.PathLike, dtype: np.dtype | str, *, resume_from: tuple[int, list[int]] | None = None):
+        self.prefix = Path(prefix)
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in CODE_OF_DTYPE:
+            raise MixkitError(f"unsupported token dtype {self.dtype}")
+        self.partial_path = self.prefix.with_name(self.prefix.name + ".bin.partial")
+        if resume_from is None:
+            self._f = open(self.partial_path, "wb")
+            self.lengths: list[int] = []
+            self.num_tokens = 0
+        else:
+            nbytes, lengths = resume_from
+            self._f = open(self.partial_path, "r+b")
+            self._f.truncate(nbytes)
+            self._f.seek(nbytes)
+            self.lengths = list(lengths)
+            self.num_tokens = nbytes // self.dtype.itemsize
+            if sum(self.lengths) != self.num_tokens:
+                raise MixkitError(f"{self.partial_path}: resume state disagrees with the partial file")
+
+    def add(self, tokens: np.ndarray) -> None:
+        arr = np.asarray(tokens)
+        if arr.dtype != self.dtype:
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) > np.iinfo(self.dtype).max):
+                raise MixkitError(f"token id out of range for {self.dtype.name} (min {arr.min()}, max {arr.max()})")
+            arr = arr.astype(self.dtype)
+        self._f.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+        self.lengths.append(int(arr.size))
+        self.num_tokens += int(arr.size)
+
+    def add_many(self, docs: Iterable[np.ndarray]) -> None:
+        for d in docs:
+            self.add(d)
+
+    def flush(self) -> int:
+        """Make everything added so far durable; return the durable byte length."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        return self._f.tell()
+
+    def abort(self) -> None:
+        self._f.close()
+        self.partial_path.unlink(missing_ok=True)
+
+    def finish(self, manifest: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+        """Write the index and manifest, rename everything into place; return the manifest."""
+        self.flush()
+        self._f.close()
+        bin_path = self.prefix.with_name(self.prefix.name + ".bin")
+        idx_path = self.prefix.with_name(self.prefix.name + ".idx")
+        json_path = self.prefix.with_name(self.prefix.name + ".json")
+        if json_path.exists() and not overwrite:
+            raise MixkitError(f"store '{self.prefix.name}' already exists in {self.prefix.parent} (use --overwrite to replace it)")
+        idx_tmp = self.prefix.with_name(self.prefix.name + ".idx.partial")
+        atomic.write_bytes(idx_tmp, encode_index(np.asarray(self.lengths, dtype=np.int64), self.dtype))
+        full = dict(manifest)
+        full.update(
+            format=MANIFEST_FORMAT,
+            format_version=MANIFEST_VERSION,
+            name=self.prefix.name,
+            dtype=self.dtype.name,
+            documents=len(self.lengths),
+            tokens=int(self.num_tokens),
+            bin_bytes=self.partial_path.stat().st_size,
+            idx_bytes=idx_tmp.stat().st_size,
+            fingerprint=fingerprint_files(idx_tmp, self.partial_path),
+        )
+        # The old manifest goes first so no reader pairs it with the new .bin/.idx.
+        json_path.unlink(missing_ok=True)
+        os.replace(self.partial_path, bin_path)
+        os.replace(idx_tmp, idx_path)
+        atomic.write_json(json_path, full)
+        return full
+
+
+def write_store(
+    prefix: str | os.PathLike,
+    docs: Iterable[np.ndarray],
+    *,
+    vocab_size: int,
+    tokenizer: dict[str, Any] | None = None,
+    dtype: np.dtype | str | None = None,
+    eos_id: int | None = 0,
+    overwrite: bool = False,
+    **manifest: Any,
+) -> TokenStore:
+    """Write token arrays as a store (for tests, synthetic data and merges); return it opened.
+
+    ``tokenizer`` defaults to a description naming a synthetic vocabulary of ``vocab_size``
+    ids, so synthetic stores only combine with stores of the same synthetic vocabulary.
+    """
+    dtype = dtype_for_vocab(vocab_size) if dtype is None else np.dtype(dtype)
+    if tokenizer is None:
+        tokenizer = {
+            "file": None,
+            "sha256": hashlib.sha256(f"synthetic-vocab-{vocab_size}".encode()).hexdigest(),
+            "vocab_size": vocab_size,
+        }
+    writer = StoreWriter(prefix, dtype)
+    try:
+        writer.add_many(docs)
+        full = {"tokenizer": tokenizer, "eos": {"appended": eos_id is not None, "id": eos_id}}
+        full.update(manifest)
+        writer.finish(full, overwrite=overwrite)
+    except BaseException:
+        writer.abort()
+        raise
+    return TokenStore.open(Path(prefix))
