@@ -324,6 +324,24 @@ class TokenStore:
         if self.num_docs != self.manifest["documents"]:
             raise MixkitError(f"store '{self.name}': index has {self.num_docs} documents, manifest says {self.manifest['documents']}")
 
+    def summary(self) -> dict[str, Any]:
+        """The figures ``mixkit info`` and ``mixkit list`` print."""
+        m = self.manifest
+        tok = m["tokenizer"]
+        return {
+            "name": self.name,
+            "documents": self.num_docs,
+            "tokens": self.num_tokens,
+            "dtype": self.dtype.name,
+            "tokenizer": f"{tok.get('file')} (sha256 {tok['sha256'][:12]}, vocab {tok['vocab_size']:,})",
+            "mean_doc_tokens": self.num_tokens / self.num_docs if self.num_docs else 0.0,
+            "size_mb": (m["bin_bytes"] + m["idx_bytes"]) / 1e6,
+            "skipped": m.get("skipped", {}),
+            "text": m.get("text"),
+            "eos": m.get("eos"),
+            "fingerprint": self.fingerprint,
+        }
+
     def __repr__(self) -> str:
         return f"TokenStore({self.name!r}, docs={self.num_docs}, tokens={self.num_tokens}, dtype={self.dtype.name})"
 
@@ -360,75 +378,105 @@ def list_stores(data_dir: str | os.PathLike | None = None) -> list[str]:
 class StoreWriter:
     """Append documents to a store under temporary names; ``finish`` makes it appear.
 
-    The ``.bin`` grows at ``PREFIX.bin.partial``; ``finish`` writes the index and the
+    The ``.bin`` grows at ``PREFIX.bin.partial`` and the document lengths at
+    ``PREFIX.lengths.partial`` (int32), so memory stays flat however many documents
+    there are. ``flush`` makes both durable and returns the position ``(bin_bytes,
+    documents)``; ``resume_from`` reopens the partial files at such a position so a
+    killed job continues instead of starting over. ``finish`` writes the index and the
     manifest (with the fingerprint) and renames ``.bin``, ``.idx``, ``.json`` into
-    place, the manifest last. ``resume_from`` reopens a partial ``.bin`` at a known
-    durable length so a killed job continues instead of starting over.
+    place, the manifest last.
     """
 
-    def __init__(self, prefix: str | os.PathLike, dtype: np.dtype | str, *, resume_from: tuple[int, list[int]] | None = None):
+    def __init__(self, prefix: str | os.PathLike, dtype: np.dtype | str, *, resume_from: tuple[int, int] | None = None):
         self.prefix = Path(prefix)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype)
         if self.dtype.name not in CODE_OF_DTYPE:
             raise MixkitError(f"unsupported token dtype {self.dtype}")
         self.partial_path = self.prefix.with_name(self.prefix.name + ".bin.partial")
+        self.lengths_path = self.prefix.with_name(self.prefix.name + ".lengths.partial")
+        self._pending: list[np.ndarray] = []
         if resume_from is None:
             self._f = open(self.partial_path, "wb")
-            self.lengths: list[int] = []
+            self._lf = open(self.lengths_path, "wb")
+            self.num_docs = 0
             self.num_tokens = 0
         else:
-            nbytes, lengths = resume_from
+            nbytes, ndocs = resume_from
             self._f = open(self.partial_path, "r+b")
-            self._f.truncate(nbytes)
-            self._f.seek(nbytes)
-            self.lengths = list(lengths)
+            self._lf = open(self.lengths_path, "r+b")
+            for fh, size in ((self._f, nbytes), (self._lf, 4 * ndocs)):
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() < size:
+                    raise MixkitError(f"{self.partial_path}: partial output is shorter than its checkpoint; start over")
+                fh.truncate(size)
+                fh.seek(size)
+            self.num_docs = ndocs
             self.num_tokens = nbytes // self.dtype.itemsize
-            if sum(self.lengths) != self.num_tokens:
-                raise MixkitError(f"{self.partial_path}: resume state disagrees with the partial file")
+            total = int(np.fromfile(self.lengths_path, dtype="<i4").astype(np.int64).sum()) if ndocs else 0
+            if total != self.num_tokens:
+                raise MixkitError(f"{self.partial_path}: checkpoint lengths disagree with the partial file; start over")
 
-    def add(self, tokens: np.ndarray) -> None:
+    def _checked(self, tokens: np.ndarray) -> np.ndarray:
         arr = np.asarray(tokens)
         if arr.dtype != self.dtype:
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) > np.iinfo(self.dtype).max):
                 raise MixkitError(f"token id out of range for {self.dtype.name} (min {arr.min()}, max {arr.max()})")
             arr = arr.astype(self.dtype)
-        self._f.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-        self.lengths.append(int(arr.size))
-        self.num_tokens += int(arr.size)
+        return arr
+
+    def add(self, tokens: np.ndarray) -> None:
+        self.add_many([tokens])
 
     def add_many(self, docs: Iterable[np.ndarray]) -> None:
-        for d in docs:
-            self.add(d)
+        arrays = [self._checked(d) for d in docs]
+        if not arrays:
+            return
+        lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+        if lengths.max() > np.iinfo(np.int32).max:
+            raise MixkitError("a document is longer than the index's int32 lengths allow")
+        self._f.write(np.concatenate(arrays).astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        self._lf.write(lengths.astype("<i4").tobytes())
+        self.num_docs += len(arrays)
+        self.num_tokens += int(lengths.sum())
 
-    def flush(self) -> int:
-        """Make everything added so far durable; return the durable byte length."""
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        return self._f.tell()
+    def flush(self) -> tuple[int, int]:
+        """Make everything added so far durable; return ``(bin_bytes, documents)``."""
+        for fh in (self._f, self._lf):
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self._f.tell(), self.num_docs
+
+    def close(self) -> None:
+        """Close the partial files, keeping them (and their durable prefix) for a resume."""
+        self._f.close()
+        self._lf.close()
 
     def abort(self) -> None:
-        self._f.close()
+        self.close()
         self.partial_path.unlink(missing_ok=True)
+        self.lengths_path.unlink(missing_ok=True)
 
     def finish(self, manifest: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
         """Write the index and manifest, rename everything into place; return the manifest."""
         self.flush()
         self._f.close()
+        self._lf.close()
         bin_path = self.prefix.with_name(self.prefix.name + ".bin")
         idx_path = self.prefix.with_name(self.prefix.name + ".idx")
         json_path = self.prefix.with_name(self.prefix.name + ".json")
         if json_path.exists() and not overwrite:
             raise MixkitError(f"store '{self.prefix.name}' already exists in {self.prefix.parent} (use --overwrite to replace it)")
+        lengths = np.fromfile(self.lengths_path, dtype="<i4")
         idx_tmp = self.prefix.with_name(self.prefix.name + ".idx.partial")
-        atomic.write_bytes(idx_tmp, encode_index(np.asarray(self.lengths, dtype=np.int64), self.dtype))
+        atomic.write_bytes(idx_tmp, encode_index(lengths, self.dtype))
         full = dict(manifest)
         full.update(
             format=MANIFEST_FORMAT,
             format_version=MANIFEST_VERSION,
             name=self.prefix.name,
             dtype=self.dtype.name,
-            documents=len(self.lengths),
+            documents=int(lengths.size),
             tokens=int(self.num_tokens),
             bin_bytes=self.partial_path.stat().st_size,
             idx_bytes=idx_tmp.stat().st_size,
@@ -439,6 +487,7 @@ class StoreWriter:
         os.replace(self.partial_path, bin_path)
         os.replace(idx_tmp, idx_path)
         atomic.write_json(json_path, full)
+        self.lengths_path.unlink(missing_ok=True)
         return full
 
 

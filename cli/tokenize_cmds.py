@@ -1,0 +1,128 @@
+"""``mixkit tokenize``, ``merge``, ``info``, ``list``: making and looking at token stores."""
+
+from __future__ import annotations
+
+import click
+
+from mixkit.errors import MixkitError
+
+DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
+
+
+def _unescape(template: str) -> str:
+    """Let shell users write ``--template "{question}\\n{answer}"`` with a literal backslash-n."""
+    return template.replace("\\n", "\n").replace("\\t", "\t")
+
+
+@click.command()
+@click.argument("sources", nargs=-1)
+@click.option("--name", required=True, help="Store name: writes NAME.bin/.idx/.json in the data dir.")
+@click.option("--preset", type=click.Choice(["c4", "gsm8k", "math", "code", "instructions", "qa"]), help="A known dataset's template.")
+@click.option("--field", help="The record field holding the text (default: text).")
+@click.option("--template", help='A template over record fields, e.g. "{question}\\n{answer}".')
+@click.option("--tokenizer", type=click.Path(), help="A tokenizers JSON file (default: the bundled GPT-NeoX-20B tokenizer).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--workers", type=int, help="Tokenizer threads (default: all cores).")
+@click.option("--eos/--no-eos", default=True, show_default=True, help="Append <|endoftext|> (id 0) after each document.")
+@click.option("--lines", is_flag=True, help="For .txt sources: one document per line (default: per file).")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True, help="Stop at a bad record, or skip and count it.")
+@click.option("--num-shards", type=int, default=1, show_default=True, help="Split the sources into K shards ...")
+@click.option("--shard-index", type=int, default=0, show_default=True, help="... and tokenize shard i (join with `mixkit merge`).")
+@click.option("--holdout-docs", type=int, default=0, help="Hold out N random documents as NAME-holdout (never in NAME).")
+@click.option("--holdout-seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet):
+    """Tokenize SOURCES (JSONL[.gz|.zst], JSON arrays, Parquet, text, datasets folders) into a token store."""
+    from mixkit.presets import TextSpec
+    from mixkit.tokenize import TokenizeConfig
+    from mixkit.tokenize import tokenize as run
+
+    if not sources:
+        raise MixkitError("no input sources given (pass files, globs or datasets folders)")
+    try:
+        spec = TextSpec(field=field, template=_unescape(template) if template else None, preset=preset)
+    except ValueError as e:
+        raise MixkitError(str(e)) from None
+    if num_shards > 1 and holdout_docs:
+        raise MixkitError("--holdout-docs applies to a whole corpus: give it to `mixkit merge`, not to a shard")
+    cfg = TokenizeConfig(
+        sources=list(sources), name=name, text=spec, tokenizer=tokenizer, data_dir=data_dir, workers=workers,
+        eos=eos, lines=lines, on_error=on_error, num_shards=num_shards, shard_index=shard_index,
+        overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed, quiet=quiet,
+    )
+    m = run(cfg)
+    skipped = {k: v for k, v in m["skipped"].items() if v}
+    click.echo(
+        f"{m['name']}: {m['documents']:,} documents, {m['tokens']:,} tokens ({m['dtype']})"
+        + (f", skipped {skipped}" if skipped else "")
+        + (" [resumed]" if m.get("resumed") else "")
+    )
+    if holdout_docs:
+        click.echo(f"{m['name']}-holdout: {holdout_docs:,} held-out documents")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("parts", nargs=-1, required=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--holdout-docs", type=int, default=0, help="Hold out N random documents as NAME-holdout.")
+@click.option("--holdout-seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True)
+def merge(name, parts, data_dir, holdout_docs, holdout_seed, overwrite):
+    """Join token stores PARTS (e.g. the shards of one job) into NAME."""
+    from mixkit.merge import merge as run
+
+    m = run(name, list(parts), data_dir, overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed)
+    click.echo(f"{m['name']}: {m['documents']:,} documents, {m['tokens']:,} tokens from {len(parts)} parts")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--no-verify", is_flag=True, help="Skip re-hashing the files against the manifest.")
+def info(name, data_dir, no_verify):
+    """Print a store's summary and check its files against the manifest."""
+    from mixkit.store import TokenStore
+
+    store = TokenStore.open(name, data_dir)
+    s = store.summary()
+    rows = [
+        ("documents", f"{s['documents']:,}"),
+        ("tokens", f"{s['tokens']:,}"),
+        ("mean tokens/doc", f"{s['mean_doc_tokens']:.1f}"),
+        ("dtype", s["dtype"]),
+        ("tokenizer", s["tokenizer"]),
+        ("text", str(s["text"])),
+        ("eos", str(s["eos"])),
+        ("skipped", str(s["skipped"])),
+        ("size", f"{s['size_mb']:.2f} MB"),
+        ("fingerprint", s["fingerprint"][:16]),
+    ]
+    if not no_verify:
+        store.verify()
+        rows.append(("check", "ok (files match the manifest)"))
+    width = max(len(k) for k, _ in rows)
+    click.echo(f"store {store.name} ({store.prefix})")
+    for k, v in rows:
+        click.echo(f"  {k:<{width}}  {v}")
+
+
+@click.command(name="list")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def list_cmd(data_dir):
+    """List the token stores in the data directory."""
+    from mixkit.store import TokenStore, list_stores, resolve_data_dir
+
+    names = list_stores(data_dir)
+    if not names:
+        click.echo(f"no token stores in {resolve_data_dir(data_dir)}")
+        return
+    click.echo(f"{'name':<24} {'documents':>10} {'tokens':>13} {'dtype':>7}  tokenizer")
+    for n in names:
+        try:
+            s = TokenStore.open(n, data_dir).summary()
+        except MixkitError as e:
+            click.echo(f"{n:<24} (broken: {e.message})")
+            continue
+        click.echo(f"{n:<24} {s['documents']:>10,} {s['tokens']:>13,} {s['dtype']:>7}  {s['tokenizer']}")

@@ -1,0 +1,106 @@
+"""``mixkit merge``: join token stores into one, indices rebased, manifests combined.
+
+When the parts are the shards of one ``mixkit tokenize --num-shards K`` job (each part
+records the full source list and its shard index), documents are put back in the
+order of the original source list, so the merged ``.bin``/``.idx`` are byte-identical
+to tokenizing everything in one run. Other stores are concatenated in the order given.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from mixkit import __version__
+from mixkit.errors import MixkitError
+from mixkit.store import StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
+
+
+def _are_shards_of_one_job(stores: list[TokenStore]) -> bool:
+    ms = [s.manifest for s in stores]
+    if not all("shard" in m and "all_sources" in m for m in ms):
+        return False
+    counts = {m["shard"]["count"] for m in ms}
+    if len(counts) != 1:
+        return False
+    (k,) = counts
+    if k < 2 or sorted(m["shard"]["index"] for m in ms) != list(range(k)):
+        return False
+    return all(m["all_sources"] == ms[0]["all_sources"] and m.get("text") == ms[0].get("text") for m in ms)
+
+
+def _segments(stores: list[TokenStore]) -> list[tuple[TokenStore, int, int, dict[str, Any]]]:
+    """(store, first doc, end doc, source entry) for every source, in global source order."""
+    segs = []
+    for s in stores:
+        first = 0
+        for src in s.manifest["sources"]:
+            segs.append((s, first, first + src["documents"], src))
+            first += src["documents"]
+        if first != s.num_docs:
+            raise MixkitError(f"store '{s.name}': its sources account for {first} documents, it has {s.num_docs}")
+    segs.sort(key=lambda t: t[3]["index"])
+    return segs
+
+
+def merge(
+    name: str,
+    parts: list[str],
+    data_dir: str | Path | None = None,
+    overwrite: bool = False,
+    holdout_docs: int = 0,
+    holdout_seed: int = 0,
+) -> dict[str, Any]:
+    """Merge the stores ``parts`` into a new store ``name``; return its manifest."""
+    if len(parts) < 1:
+        raise MixkitError("merge needs at least one part")
+    stores = [TokenStore.open(p, data_dir) for p in parts]
+    check_same_tokenizer(stores)
+    first = stores[0]
+    for s in stores[1:]:
+        if s.dtype != first.dtype:
+            raise MixkitError(f"stores '{first.name}' and '{s.name}' have different dtypes ({first.dtype}, {s.dtype})")
+        if s.manifest.get("eos") != first.manifest.get("eos"):
+            raise MixkitError(f"stores '{first.name}' and '{s.name}' have different EOS policies")
+    prefix = resolve_data_dir(data_dir) / name
+    if prefix.with_name(name + ".json").exists() and not overwrite:
+        raise MixkitError(f"store '{name}' already exists in {prefix.parent} (use --overwrite to replace it)")
+    sharded = _are_shards_of_one_job(stores)
+    if sharded:
+        segments = _segments(stores)
+        sources = [dict(seg[3]) for seg in segments]
+    else:
+        segments = [(s, 0, s.num_docs, None) for s in stores]
+        sources = [dict(src, part=s.name) for s in stores for src in s.manifest.get("sources", [])]
+
+    writer = StoreWriter(prefix, first.dtype)
+    try:
+        for store, lo, hi, _ in segments:
+            for start in range(lo, hi, 4096):
+                writer.add_many(store[i] for i in range(start, min(hi, start + 4096)))
+    except BaseException:
+        writer.abort()
+        raise
+    skipped: Counter = Counter()
+    for s in stores:
+        skipped.update(s.manifest.get("skipped", {}))
+    manifest = {
+        "tokenizer": first.manifest["tokenizer"],
+        "eos": first.manifest.get("eos"),
+        "text": first.manifest.get("text") if sharded else [s.manifest.get("text") for s in stores],
+        "lines": first.manifest.get("lines"),
+        "sources": sources,
+        "all_sources": first.manifest.get("all_sources") if sharded else [p for s in stores for p in s.manifest.get("all_sources", [])],
+        "shard": {"index": 0, "count": 1},
+        "skipped": dict(sorted(skipped.items())),
+        "on_error": first.manifest.get("on_error"),
+        "merged_from": [{"name": s.name, "fingerprint": s.fingerprint} for s in stores],
+        "mixkit_version": __version__,
+    }
+    if holdout_docs:
+        from mixkit.holdout import finish_with_holdout
+
+        return finish_with_holdout(writer, manifest, holdout_docs, holdout_seed, overwrite)
+    return writer.finish(manifest, overwrite=overwrite)
+

@@ -1,0 +1,427 @@
+"""``mixkit tokenize``: sources → documents → Rust tokenizer → token store, resumable.
+
+The pipeline has three stages joined by bounded queues, so reading, encoding and
+writing overlap and memory stays at a few batches:
+
+    reader thread   records → documents (text), grouped into batches of ~``batch_bytes``
+    main thread     ``Tokenizer.encode_batch_fast`` (Rust threads, the GIL released)
+    writer thread   token arrays → ``StoreWriter``; a durable checkpoint every few seconds
+
+A checkpoint (``NAME.tokenize-state.json``) records the position in the sources
+(source index, records consumed) and the durable length of the partial files. A run
+killed at any moment and started again with the same command resumes there; because
+encoding is a pure function of the text and batches never change what is written,
+the result is byte-identical to an uninterrupted run, whatever ``--workers``.
+
+Sharding: ``num_shards=K, shard_index=i`` takes the sources whose position in the
+expanded source list is ``i mod K``; ``mixkit merge`` puts the parts back in source
+order (see ``mixkit.merge``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixkit import __version__, atomic
+from mixkit.errors import MixkitError
+from mixkit.presets import TextSpec
+from mixkit.readers import BadRecord, expand_sources, read_records
+from mixkit.samples import DEFAULT_TOKENIZER
+from mixkit.store import StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+
+EOS_TOKEN = "<|endoftext|>"
+STATE_VERSION = 1
+
+
+@dataclass
+class TokenizeConfig:
+    """Everything that decides the bytes of a store (plus how to run: workers, quiet)."""
+
+    sources: list[str]
+    name: str
+    text: TextSpec = field(default_factory=TextSpec)
+    tokenizer: str | None = None
+    data_dir: str | None = None
+    workers: int | None = None
+    eos: bool = True
+    lines: bool = False
+    on_error: str = "raise"
+    num_shards: int = 1
+    shard_index: int = 0
+    overwrite: bool = False
+    holdout_docs: int = 0
+    holdout_seed: int = 0
+    quiet: bool = False
+    batch_bytes: int = 1 << 21
+    checkpoint_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise MixkitError(f"name: {self.name!r} is not a valid store name (no '/', not starting with '.')")
+        if self.on_error not in ("raise", "skip"):
+            raise MixkitError(f"on_error: expected 'raise' or 'skip', got {self.on_error!r}")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise MixkitError(f"shard_index: need 0 <= shard_index < num_shards, got {self.shard_index} of {self.num_shards}")
+        if self.workers is not None and self.workers < 1:
+            raise MixkitError(f"workers: must be at least 1, got {self.workers}")
+        if self.holdout_docs < 0:
+            raise MixkitError(f"holdout_docs: must be >= 0, got {self.holdout_docs}")
+
+
+@dataclass
+class TokenizerInfo:
+    path: Path
+    sha256: str
+    vocab_size: int
+    eos_id: int | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"file": self.path.name, "sha256": self.sha256, "vocab_size": self.vocab_size}
+
+
+def load_tokenizer(path: str | os.PathLike | None, workers: int | None = None):
+    """Load a ``tokenizers`` JSON file; ``workers`` caps the Rust thread pool.
+
+    The pool size must be set before the first parallel encode in the process, which is
+    why it is an environment variable set here rather than an argument.
+    """
+    if workers is not None:
+        os.environ["RAYON_RS_NUM_CPUS"] = str(workers)
+        os.environ["RAYON_NUM_THREADS"] = str(workers)
+    from tokenizers import Tokenizer
+
+    path = Path(path) if path is not None else DEFAULT_TOKENIZER
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise MixkitError(f"cannot read tokenizer {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    # Special-token strings inside documents are encoded as plain text: the only EOS ids
+    # in a store are the ones appended after each document.
+    tok.encode_special_tokens = True
+    info = TokenizerInfo(path, sha256_file(path), tok.get_vocab_size(), tok.token_to_id(EOS_TOKEN))
+    return tok, info
+
+
+def describe_source(index: int, path: Path) -> dict[str, Any]:
+    """Identity of a source for the manifest and the resume check: sha256 for files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {
+            "index": index,
+            "path": str(path),
+            "bytes": sum(p.stat().st_size for p in files),
+            "size_mtime": [[str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)] for p in files],
+        }
+    return {"index": index, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _identity(src: dict[str, Any]) -> dict[str, Any]:
+    return {k: src[k] for k in ("bytes", "sha256", "size_mtime") if k in src}
+
+
+@dataclass
+class _Batch:
+    texts: list[str]
+    source_of: list[int]  # source index of each text
+    nbytes: int
+    position: tuple[int, int]  # (source index, records consumed in it) after this batch
+    skipped: Counter
+    empty: int
+    per_source_records: Counter
+
+
+_DONE = object()
+
+
+class Tokenization:
+    """One run of ``mixkit tokenize``; ``run()`` returns the finished store's manifest."""
+
+    def __init__(self, cfg: TokenizeConfig):
+        self.cfg = cfg
+        self.data_dir = resolve_data_dir(cfg.data_dir)
+        self.prefix = self.data_dir / cfg.name
+        all_sources = expand_sources(cfg.sources)
+        self.all_sources = all_sources
+        self.selected = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
+        self.tok, self.tokinfo = load_tokenizer(cfg.tokenizer, cfg.workers)
+        if cfg.eos and self.tokinfo.eos_id is None:
+            raise MixkitError(f"tokenizer {self.tokinfo.path.name} has no {EOS_TOKEN} token; use --no-eos")
+        self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
+        self.state_path = self.prefix.with_name(cfg.name + ".tokenize-state.json")
+
+    # -- identity of the job -------------------------------------------------------------------
+
+    def job_description(self, sources: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "sources": [{"path": s["path"], **_identity(s)} for s in sources],
+            "all_sources": [str(p) for p in self.all_sources],
+            "text": cfg.text.describe(),
+            "tokenizer": self.tokinfo.describe(),
+            "eos": cfg.eos,
+            "lines": cfg.lines,
+            "on_error": cfg.on_error,
+            "shard": [cfg.shard_index, cfg.num_shards],
+            "holdout": [cfg.holdout_docs, cfg.holdout_seed],
+        }
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.prefix.with_name(cfg.name + ".json").exists() and not cfg.overwrite:
+            raise MixkitError(f"store '{cfg.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
+        if cfg.holdout_docs and self.prefix.with_name(cfg.name + "-holdout.json").exists() and not cfg.overwrite:
+            raise MixkitError(f"store '{cfg.name}-holdout' already exists in {self.data_dir} (use --overwrite to replace it)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        sources = [describe_source(i, p) for i, p in self.selected]
+        job = self.job_description(sources)
+        job_hash = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+        state = self._load_state(job_hash)
+        if state is not None:
+            writer = StoreWriter(self.prefix, self.dtype, resume_from=(state["bin_bytes"], state["documents"]))
+            position = tuple(state["position"])
+            skipped = Counter(state["skipped"])
+            empty = state["empty"]
+            per_source = {int(k): v for k, v in state["per_source"].items()}
+        else:
+            writer = StoreWriter(self.prefix, self.dtype)
+            position = (0, 0)
+            skipped, empty = Counter(), 0
+            per_source = {s["index"]: {"documents": 0, "tokens": 0, "records": 0} for s in sources}
+        resumed = state is not None
+
+        try:
+            self._pipeline(writer, position, skipped, empty, per_source, job_hash, sources)
+        except MixkitError:
+            # Bad input: nothing half-written is left (a fixed input is a new job anyway).
+            writer.abort()
+            self.state_path.unlink(missing_ok=True)
+            raise
+        except BaseException:
+            # Interrupted: the partial files and the last checkpoint stay to resume from.
+            writer.close()
+            raise
+        return self._finish(writer, job, sources, per_source, resumed)
+
+    def _load_state(self, job_hash: str) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if state.get("version") != STATE_VERSION or state.get("job") != job_hash:
+            return None
+        partial = self.prefix.with_name(self.cfg.name + ".bin.partial")
+        if not partial.exists() or partial.stat().st_size < state["bin_bytes"]:
+            return None
+        return state
+
+    def _pipeline(self, writer, position, skipped, empty, per_source, job_hash, sources) -> None:
+        cfg = self.cfg
+        batches: queue.Queue = queue.Queue(maxsize=3)
+        encoded: queue.Queue = queue.Queue(maxsize=3)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        total_bytes = sum(s["bytes"] for s in sources)
+
+        def read() -> None:
+            try:
+                for batch in self._batches(position):
+                    while not stop.is_set():
+                        try:
+                            batches.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as e:  # handed to the main thread
+                errors.append(e)
+            finally:
+                batches.put(_DONE)
+
+        state = {"skipped": skipped, "empty": empty, "per_source": per_source}
+
+        def write() -> None:
+            last = time.monotonic()
+            try:
+                while True:
+                    item = encoded.get()
+                    if item is _DONE:
+                        break
+                    batch, arrays = item
+                    writer.add_many(arrays)
+                    for src, arr in zip(batch.source_of, arrays):
+                        per_source[src]["documents"] += 1
+                        per_source[src]["tokens"] += int(arr.size)
+                    for src, n in batch.per_source_records.items():
+                        per_source[src]["records"] += n
+                    state["skipped"].update(batch.skipped)
+                    state["empty"] += batch.empty
+                    if time.monotonic() - last >= cfg.checkpoint_seconds:
+                        self._checkpoint(writer, batch.position, state, job_hash)
+                        last = time.monotonic()
+                    bar.update(batch.nbytes)
+                    bar.set_postfix(docs=f"{writer.num_docs:,}", tokens=f"{writer.num_tokens:,}", refresh=False)
+            except BaseException as e:
+                errors.append(e)
+                stop.set()
+                # Keep the encoder from blocking on a full queue.
+                while encoded.get() is not _DONE:
+                    pass
+
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=total_bytes, unit="B", unit_scale=True, desc=f"tokenize {cfg.name}",
+            disable=True if cfg.quiet else None, smoothing=0.1,
+        )
+        reader_t = threading.Thread(target=read, name="mixkit-read", daemon=True)
+        writer_t = threading.Thread(target=write, name="mixkit-write", daemon=True)
+        reader_t.start()
+        writer_t.start()
+        eos = self.tokinfo.eos_id if cfg.eos else None
+        try:
+            while True:
+                batch = batches.get()
+                if batch is _DONE or errors:
+                    break
+                arrays = self._encode(batch.texts, eos)
+                encoded.put((batch, arrays))
+        finally:
+            stop.set()
+            encoded.put(_DONE)
+            writer_t.join()
+            # Drain so the reader can see the stop flag and exit.
+            while reader_t.is_alive():
+                try:
+                    batches.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            reader_t.join()
+            bar.close()
+        if errors:
+            raise errors[0]
+        self._last_state = state
+
+    def _encode(self, texts: list[str], eos: int | None) -> list[np.ndarray]:
+        encodings = self.tok.encode_batch_fast(texts, add_special_tokens=False)
+        out = []
+        for enc in encodings:
+            ids = enc.ids
+            if eos is not None:
+                ids.append(eos)
+            out.append(np.array(ids, dtype=self.dtype))
+        return out
+
+    def _batches(self, position: tuple[int, int]):
+        """Yield batches of document texts from ``position`` on (whole batches, in order)."""
+        cfg = self.cfg
+        start_src, start_rec = position
+        texts: list[str] = []
+        source_of: list[int] = []
+        nbytes = 0
+        skipped: Counter = Counter()
+        empty = 0
+        records: Counter = Counter()
+        pos = position
+        for src, path in self.selected:
+            if src < start_src:
+                continue
+            consumed = 0
+            for item in read_records(path, lines=cfg.lines):
+                consumed += 1
+                if src == start_src and consumed <= start_rec:
+                    continue
+                records[src] += 1
+                if isinstance(item, BadRecord):
+                    text = None
+                    bad: BadRecord | None = item
+                else:
+                    try:
+                        text = cfg.text.text(item)
+                        bad = None
+                    except BadRecord as e:
+                        bad = e
+                if bad is not None:
+                    if cfg.on_error == "raise":
+                        raise MixkitError(f"{bad} (use --on-error skip to skip and count such records)")
+                    skipped[bad.reason] += 1
+                elif not text.strip():
+                    empty += 1
+                else:
+                    texts.append(text)
+                    source_of.append(src)
+                    nbytes += len(text.encode("utf-8", "surrogatepass"))
+                pos = (src, consumed)
+                if nbytes >= cfg.batch_bytes:
+                    yield _Batch(texts, source_of, nbytes, pos, skipped, empty, records)
+                    texts, source_of, nbytes, skipped, empty, records = [], [], 0, Counter(), 0, Counter()
+            pos = (src + 1, 0)
+        yield _Batch(texts, source_of, nbytes, pos, skipped, empty, records)
+
+    def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str) -> None:
+        bin_bytes, docs = writer.flush()
+        atomic.write_json(
+            self.state_path,
+            {
+                "version": STATE_VERSION,
+                "job": job_hash,
+                "position": list(position),
+                "bin_bytes": bin_bytes,
+                "documents": docs,
+                "skipped": dict(state["skipped"]),
+                "empty": state["empty"],
+                "per_source": {str(k): v for k, v in state["per_source"].items()},
+            },
+        )
+
+    def _finish(self, writer, job, sources, per_source, resumed) -> dict[str, Any]:
+        cfg = self.cfg
+        state = self._last_state
+        for s in sources:
+            s.update(per_source[s["index"]])
+        manifest = {
+            "tokenizer": self.tokinfo.describe(),
+            "eos": {"appended": cfg.eos, "id": self.tokinfo.eos_id if cfg.eos else None, "token": EOS_TOKEN if cfg.eos else None},
+            "text": cfg.text.describe(),
+            "lines": cfg.lines,
+            "sources": sources,
+            "all_sources": job["all_sources"],
+            "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
+            "skipped": {"empty": state["empty"], **dict(sorted(state["skipped"].items()))},
+            "on_error": cfg.on_error,
+            "mixkit_version": __version__,
+        }
+        if writer.num_docs == 0:
+            writer.abort()
+            self.state_path.unlink(missing_ok=True)
+            raise MixkitError(f"no documents in the sources of '{cfg.name}' (all empty or skipped: {manifest['skipped']})")
+        if cfg.holdout_docs:
+            from mixkit.holdout import finish_with_holdout
+
+            manifest = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
+        else:
+            manifest = writer.finish(manifest, overwrite=cfg.overwrite)
+        self.state_path.unlink(missing_ok=True)
+        manifest["resumed"] = resumed
+        return manifest
+
+
+def tokenize(cfg: TokenizeConfig) -> dict[str, Any]:
+    """Tokenize ``cfg.sources`` into the store ``cfg.name``; return its manifest."""
+    return Tokenization(cfg).run()
