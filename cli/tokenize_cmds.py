@@ -32,7 +32,9 @@ def _unescape(template: str) -> str:
 @click.option("--holdout-seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet):
+@click.option("--batch-bytes", type=int, default=1 << 21, hidden=True)
+@click.option("--checkpoint-seconds", type=float, default=5.0, hidden=True)
+def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds):
     """Tokenize SOURCES (JSONL[.gz|.zst], JSON arrays, Parquet, text, datasets folders) into a token store."""
     from mixkit.presets import TextSpec
     from mixkit.tokenize import TokenizeConfig
@@ -50,6 +52,7 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
         sources=list(sources), name=name, text=spec, tokenizer=tokenizer, data_dir=data_dir, workers=workers,
         eos=eos, lines=lines, on_error=on_error, num_shards=num_shards, shard_index=shard_index,
         overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed, quiet=quiet,
+        batch_bytes=batch_bytes, checkpoint_seconds=checkpoint_seconds,
     )
     m = run(cfg)
     skipped = {k: v for k, v in m["skipped"].items() if v}

@@ -185,6 +185,9 @@ class Tokenization:
         if cfg.holdout_docs and self.prefix.with_name(cfg.name + "-holdout.json").exists() and not cfg.overwrite:
             raise MixkitError(f"store '{cfg.name}-holdout' already exists in {self.data_dir} (use --overwrite to replace it)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Temporaries of an atomic write that a kill interrupted are garbage, never state.
+        for stale in self.data_dir.glob(f".{cfg.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         sources = [describe_source(i, p) for i, p in self.selected]
         job = self.job_description(sources)
         job_hash = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
