@@ -1,0 +1,134 @@
+"""Checkpoints: everything needed to continue a run bit for bit, written atomically.
+
+``OUT/checkpoints/step_00000120/`` holds the state after 120 optimizer steps::
+
+    state.pt    torch.save of {model, optimizer, scheduler, rng: {torch, numpy, python, cuda}}
+    meta.json   {step, config (the whole TrainConfig), model_config, mix_fingerprint}
+
+The directory is built under a temporary name and renamed into place (``atomic_dir``), so a
+run killed while saving leaves the previous checkpoints intact and no half checkpoint. Only
+the newest ``keep`` are kept. The data position needs no saving: batches are read from the
+mix stream by step.
+
+Resuming refuses a checkpoint whose model, optimizer, schedule, seed, precision or mix
+differ from the current config (they would not continue the same run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixkit import atomic
+from mixkit.errors import MixkitError
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+# Config keys that define the run; a checkpoint made with other values cannot be resumed.
+IDENTITY_KEYS = ("seed", "precision", "micro_batch", "grad_accum", "init_from")
+
+
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def step_dir(out_dir: str | Path, step: int) -> Path:
+    return checkpoint_dir(out_dir) / f"step_{step:08d}"
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary ``.step_*`` directories are ignored)."""
+    d = checkpoint_dir(out_dir)
+    if not d.is_dir():
+        return []
+    found = [p for p in d.glob("step_*") if p.is_dir() and (p / META_FILE).exists() and (p / STATE_FILE).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    out_dir: str | Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    meta: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write ``step_{step}`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    path = step_dir(out_dir, step)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+    }
+    with atomic.atomic_dir(path, overwrite=True) as tmp:
+        with open(tmp / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        atomic.write_json(tmp / META_FILE, {**meta, "step": step})
+    for old in list_checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MixkitError(f"{path}: unreadable checkpoint metadata ({e})") from None
+
+
+def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from a checkpoint of another run, naming the first differing key."""
+    old_cfg, new_cfg = meta["config"], current["config"]
+    if meta["model_config"] != current["model_config"]:
+        diff = [k for k in current["model_config"] if meta["model_config"].get(k) != current["model_config"][k]]
+        raise MixkitError(f"checkpoint {path} was made with another model config (model.{diff[0]} differs)")
+    if old_cfg["optim"] != new_cfg["optim"]:
+        diff = [k for k in new_cfg["optim"] if old_cfg["optim"].get(k) != new_cfg["optim"][k]]
+        raise MixkitError(f"checkpoint {path} was made with another optimizer config (optim.{diff[0]} differs)")
+    for key in IDENTITY_KEYS + ("steps",):
+        if old_cfg.get(key) != new_cfg.get(key):
+            raise MixkitError(f"checkpoint {path} was made with {key} = {old_cfg.get(key)!r}, the config says {new_cfg.get(key)!r}")
+    if meta["mix_fingerprint"] != current["mix_fingerprint"]:
+        raise MixkitError(f"checkpoint {path} was trained on another mix (fingerprint {meta['mix_fingerprint'][:12]}, "
+                          f"the config's mix has {current['mix_fingerprint'][:12]})")
+
+
+def load_state(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        with open(path / STATE_FILE, "rb") as f:
+            return torch.load(f, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise MixkitError(f"{path}: unreadable checkpoint state ({e})") from None

@@ -1,0 +1,241 @@
+"""The training loop, as one function you can read (and step through) top to bottom.
+
+One optimizer step at step s:
+
+1. read this rank's rows of the mix stream's batch s (``batch(s, rank, world_size)``), split
+   into ``grad_accum`` micro-batches;
+2. forward + backward each micro-batch with loss / grad_accum (DDP averages gradients over
+   ranks on the last one), so the gradient is that of the mean loss over the global batch;
+3. all-reduce the loss and per-source loss sums; stop on a non-finite loss;
+4. clip the gradient norm, AdamW step, LR schedule step;
+5. log; every ``checkpoint_interval`` steps (and at the end) save a checkpoint.
+
+Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``) it joins a process group (NCCL on
+CUDA, gloo on CPU) and wraps the model in DistributedDataParallel; rank 0 writes logs and
+checkpoints. A 2-process run computes the same losses as a 1-process run with the same
+global batch (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from mixkit.errors import MixkitError
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig
+from trainer.data import check_stream, micro_batches, open_stream, plan_accumulation
+from trainer.metrics import MetricsLog, peak_flops, read_metrics
+from trainer.model import GPTNeoX
+from trainer.optim import make_optimizer, make_scheduler
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    start_step: int
+    end_step: int
+    last_loss: float | None
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise MixkitError("device = cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _build_model(cfg: TrainConfig) -> GPTNeoX:
+    mcfg = cfg.model_config()
+    if not cfg.init_from:
+        return GPTNeoX(mcfg)
+    model = GPTNeoX.from_hf(cfg.init_from)
+    if model.cfg != mcfg:
+        diff = [k for k, v in mcfg.to_dict().items() if model.cfg.to_dict()[k] != v]
+        raise MixkitError(f"init_from {cfg.init_from}: its model.{diff[0]} differs from the config's")
+    return model
+
+
+def evaluate(model: torch.nn.Module, stream: Any, batches: int, rank: int, world: int, device: torch.device,
+             autocast: contextlib.AbstractContextManager) -> float:
+    """Mean loss over the first ``batches`` steps of ``stream`` (all ranks together)."""
+    model.eval()
+    total = torch.zeros(1, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for i in range(batches):
+            mb = micro_batches(stream, i % stream.num_steps, rank, world, 1, device)[0]
+            with autocast:
+                loss, _ = model(mb.inputs, mb.targets)
+            total += loss.double()
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return float(total.item()) / (batches * world)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_stream: Any = None) -> TrainResult:
+    """Train per ``cfg``; ``stream`` (a MixStream-like object) replaces ``cfg.mix`` when given."""
+    world, rank, local_rank = _dist_env()
+    device = _device(cfg, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(cfg, resume, stream, eval_stream, world, rank, device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world: int, rank: int,
+           device: torch.device) -> TrainResult:
+    # -- data -----------------------------------------------------------------------------------------
+    mcfg = cfg.model_config()
+    stream = open_stream(stream if stream is not None else cfg.mix, cfg.resolved_data_dir())
+    check_stream(stream, mcfg, cfg.tokenizer_sha256)
+    if eval_stream is None and cfg.eval_mix:
+        eval_stream = open_stream(cfg.eval_mix, cfg.resolved_data_dir())
+    if eval_stream is not None:
+        check_stream(eval_stream, mcfg, cfg.tokenizer_sha256)
+    total_steps = cfg.steps or int(stream.num_steps)
+    if total_steps > stream.num_steps:
+        raise MixkitError(f"steps = {total_steps} but the mix has only {stream.num_steps} steps")
+    grad_accum = plan_accumulation(int(stream.global_batch), world, cfg.micro_batch, cfg.grad_accum)
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    # -- model, optimizer, schedule -------------------------------------------------------------------
+    _seed_everything(cfg.seed)
+    model = _build_model(cfg).to(device)
+    optimizer = make_optimizer(model, cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, total_steps)
+    out_dir = Path(cfg.out_dir)
+    meta = {"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "mix_fingerprint": stream.fingerprint,
+            "source_names": list(stream.source_names), "world_size": world}
+
+    start_step = 0
+    latest = ckpt.latest_checkpoint(out_dir)
+    if latest is not None and not resume:
+        raise MixkitError(f"{out_dir} already holds checkpoints of a run; pass --resume to continue it "
+                          f"or choose another out_dir")
+    if latest is not None:
+        old = ckpt.read_meta(latest)
+        ckpt.check_compatible(old, meta, latest)
+        state = ckpt.load_state(latest, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        start_step = int(old["step"])
+
+    train_model: torch.nn.Module = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    model.train()
+
+    # -- logging ----------------------------------------------------------------------------------------
+    is_main = rank == 0
+    log = MetricsLog(out_dir / "metrics.jsonl", start_step) if is_main else None
+    names = list(stream.source_names)
+    tokens_per_step = int(stream.global_batch) * int(stream.seq_len)
+    flops_per_token = model.flops_per_token(int(stream.seq_len))
+    peak = peak_flops(device, precision, cfg.peak_flops)
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and sys.stderr.isatty()),
+               desc="train", unit="step", dynamic_ncols=True)
+    last_loss = None
+    last_saved = latest
+
+    try:
+        for step in range(start_step, total_steps):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            stats = torch.zeros(1 + 2 * len(names), dtype=torch.float64, device=device)
+            mbs = micro_batches(stream, step, rank, world, grad_accum, device)
+            for i, mb in enumerate(mbs):
+                sync = world == 1 or i == grad_accum - 1
+                with (contextlib.nullcontext() if sync else train_model.no_sync()), autocast:
+                    loss, per_token = train_model(mb.inputs, mb.targets)
+                (loss / grad_accum).backward()
+                stats[0] += loss.detach().double() / grad_accum
+                row_loss = per_token.detach().double().mean(dim=1)
+                stats[1 : 1 + len(names)].index_add_(0, mb.sources, row_loss)
+                stats[1 + len(names) :].index_add_(0, mb.sources, torch.ones_like(row_loss))
+            if world > 1:
+                dist.all_reduce(stats)
+            step_loss = float(stats[0].item()) / world
+            if not math.isfinite(step_loss):
+                where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+                raise MixkitError(f"non-finite loss ({step_loss}) at step {step}: training stopped; {where} "
+                                  f"(lower optim.lr or check the data)")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item())
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            last_loss = step_loss
+
+            tok_s = tokens_per_step / dt
+            record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+                      "tokens_seen": int(stream.tokens_seen(step + 1)), "tokens_per_s": tok_s}
+            counts = stats[1 + len(names) :]
+            record["source_loss"] = {n: float(stats[1 + j] / counts[j]) for j, n in enumerate(names) if counts[j] > 0}
+            if peak:
+                record["mfu"] = flops_per_token * tok_s / (peak * world)
+            if log is not None:
+                log.write(record)
+            postfix = {"loss": f"{step_loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
+            if peak:
+                postfix["mfu"] = f"{100 * record['mfu']:.1f}%"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+
+            done = step + 1
+            if eval_stream is not None and cfg.eval_interval and done % cfg.eval_interval == 0:
+                eval_loss = evaluate(train_model, eval_stream, cfg.eval_batches, rank, world, device, autocast)
+                if log is not None:
+                    log.write({"step": step, "eval_loss": eval_loss})
+            if done % cfg.checkpoint_interval == 0 or done == total_steps:
+                if is_main:
+                    last_saved = ckpt.save_checkpoint(out_dir, done, model=model, optimizer=optimizer,
+                                                      scheduler=scheduler, meta=meta, keep=cfg.keep_checkpoints)
+                if world > 1:
+                    dist.barrier()
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+
+    if is_main:
+        from trainer.plot import plot_loss
+
+        plot_loss(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", title=f"{mcfg.n_layer}-layer d{mcfg.d_model} on {stream.fingerprint[:12]}")
+    return TrainResult(out_dir, start_step, total_steps, last_loss)
