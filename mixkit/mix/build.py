@@ -1,0 +1,220 @@
+"""Build a mix directory: blend the plan's phases, build each dataset's epochs, write atomically.
+
+``DATA_DIR/mixes/NAME/`` holds (every array a ``.npy`` opened with ``mmap_mode='r'``)::
+
+    mix.json                    plan, run shape, seed, inputs (name + fingerprint), per-phase
+                                and per-dataset samples/tokens/epochs, file sha256s, fingerprint
+    dataset_index.npy           int16 [steps * global_batch]: dataset of each global sample
+    dataset_sample_index.npy    int64 [steps * global_batch]: its sample number in that
+                                dataset's stream (continues across phases)
+    d{k}_doc_idx.npy            int32 [E_k * n_docs]: epoch e's document order at [e*n_docs, ...)
+    d{k}_sample_idx.npy         [E_k * (S_k + 1), 2]: epoch e's sample index at rows e*(S_k+1)...
+    d{k}_shuffle_idx.npy        [E_k * S_k]: epoch e's sample shuffle at [e*S_k, ...)
+
+(layouts of the per-epoch arrays: ``mixkit.mix.indices``). Only the epochs a dataset
+actually reaches are built, and more than one needs ``allow_repeat``: the check runs
+before anything is written. The mix fingerprint is the sha256 of ``mix.json``'s
+content (which lists every array file's sha256), so equal inputs give equal fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mixkit import __version__, atomic
+from mixkit.errors import MixkitError
+from mixkit.mix.indices import blend_into, epoch_indices, num_samples_for
+from mixkit.mix.plan import MixPlan
+from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir, sha256_file
+
+MIX_FORMAT = "mixkit-mix"
+MIX_FORMAT_VERSION = 1
+
+
+def mix_dir(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """A bare name is ``DATA_DIR/mixes/NAME``; anything with a path separator is the directory itself."""
+    text = str(name_or_path)
+    if os.sep in text or (os.altsep and os.altsep in text):
+        return Path(text)
+    return resolve_data_dir(data_dir) / "mixes" / text
+
+
+def dataset_files(k: int) -> dict[str, str]:
+    return {kind: f"d{k}_{kind}.npy" for kind in ("doc_idx", "sample_idx", "shuffle_idx")}
+
+
+def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """``(dataset_index, dataset_sample_index, per-phase sample counts)`` for the whole run."""
+    gb = plan.global_batch
+    n_total = plan.steps * gb
+    ds = np.empty(n_total, dtype=np.int16)
+    sn = np.empty(n_total, dtype=np.int64)
+    used = np.zeros(len(names), dtype=np.int64)
+    phases = []
+    for phase, (start, end) in zip(plan.phases, plan.phase_bounds()):
+        weights = phase.normalized()
+        ids = np.array([names.index(k) for k in weights], dtype=np.int16)
+        w = np.array(list(weights.values()), dtype=np.float64)
+        w = w / w.sum()  # Megatron's normalisation, in float64
+        lo, hi = start * gb, end * gb
+        stream_start = used.copy()
+        blend_into(w, ids, used[ids], ds[lo:hi], sn[lo:hi])
+        counts = np.bincount(ds[lo:hi], minlength=len(names)).astype(np.int64)
+        used += counts
+        phases.append(
+            {
+                "start_step": start,
+                "end_step": end,
+                "start_sample": lo,
+                "end_sample": hi,
+                "weights": {k: float(v) for k, v in zip(weights, w)},
+                "requested_weights": dict(phase.weights),
+                "samples": {names[int(i)]: int(counts[i]) for i in ids},
+                "stream_start": {names[int(i)]: int(stream_start[i]) for i in ids},
+            }
+        )
+    return ds, sn, phases
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_mix(
+    plan: MixPlan,
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Build mix ``name`` from ``plan`` in ``DATA_DIR/mixes/NAME``; return its directory.
+
+    Every check (stores exist and share a tokenizer, each holds a sample, epochs within
+    ``allow_repeat``) runs before anything is written; the directory appears whole or not at all.
+    """
+    if not name or os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
+        raise MixkitError(f"mix name '{name}' must be a plain name (no path separators, no leading dot)")
+    data_dir = resolve_data_dir(data_dir)
+    out = mix_dir(name, data_dir)
+    if out.exists() and not overwrite:
+        raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)")
+    names = plan.datasets
+    stores = [TokenStore.open(n, data_dir) for n in names]
+    check_same_tokenizer(stores)
+    seq_len = plan.seq_len
+    per_epoch = []
+    for s in stores:
+        n = num_samples_for(s.num_tokens, seq_len) if s.num_tokens > 0 else 0
+        if n < 1:
+            raise MixkitError(
+                f"seq length {seq_len} is larger than store '{s.name}' holds ({s.num_tokens} tokens; "
+                f"a sample needs {seq_len + 1})"
+            )
+        per_epoch.append(n)
+
+    ds, sn, phases = blend_plan(plan, names)
+    used = np.zeros(len(names), dtype=np.int64)
+    for p in phases:
+        for k, v in p["samples"].items():
+            used[names.index(k)] += v
+    epochs = [math.ceil(int(u) / s) for u, s in zip(used, per_epoch)]
+    if not plan.allow_repeat:
+        for k, e in enumerate(epochs):
+            if e > 1:
+                raise MixkitError(
+                    f"dataset '{names[k]}' would be read {used[k] / per_epoch[k]:.2f} times ({e} epochs: "
+                    f"{int(used[k])} samples, {per_epoch[k]} per epoch); pass --allow-repeat to repeat it "
+                    "with a fresh shuffle each epoch"
+                )
+    for p in phases:
+        p["tokens"] = {k: v * seq_len for k, v in p["samples"].items()}
+        p["epochs"] = {k: v / per_epoch[names.index(k)] for k, v in p["samples"].items()}
+
+    first = stores[0]
+    datasets = [
+        {
+            "name": s.name,
+            "fingerprint": s.fingerprint,
+            "documents": s.num_docs,
+            "tokens": s.num_tokens,
+            "dtype": s.dtype.name,
+            "eos_id": s.eos_id,
+            "samples_per_epoch": per_epoch[k],
+            "samples": int(used[k]),
+            "tokens_trained": int(used[k]) * seq_len,
+            "epochs": epochs[k],
+            "epochs_fraction": int(used[k]) / per_epoch[k],
+            "files": dataset_files(k),
+        }
+        for k, s in enumerate(stores)
+    ]
+    try:
+        with atomic.atomic_dir(out, overwrite=overwrite) as tmp:
+            np.save(tmp / "dataset_index.npy", ds)
+            np.save(tmp / "dataset_sample_index.npy", sn)
+            del ds, sn
+            work = [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
+            arrays: dict[int, dict[str, np.ndarray]] = {}
+            for k, s in enumerate(stores):
+                files = dataset_files(k)
+                n_docs, n_s = s.num_docs, per_epoch[k]
+                biggest = max(n_docs, int(np.max(s.doc_lengths)))
+                si_dtype = np.int32 if biggest <= np.iinfo(np.int32).max else np.int64
+                sh_dtype = np.uint32 if n_s < np.iinfo(np.uint32).max - 1 else np.int64
+                arrays[k] = {
+                    "doc_idx": np.lib.format.open_memmap(
+                        tmp / files["doc_idx"], mode="w+", dtype=np.int32, shape=(epochs[k] * n_docs,)
+                    ),
+                    "sample_idx": np.lib.format.open_memmap(
+                        tmp / files["sample_idx"], mode="w+", dtype=si_dtype, shape=(epochs[k] * (n_s + 1), 2)
+                    ),
+                    "shuffle_idx": np.lib.format.open_memmap(
+                        tmp / files["shuffle_idx"], mode="w+", dtype=sh_dtype, shape=(epochs[k] * n_s,)
+                    ),
+                }
+            for k, e in tqdm(work, desc=f"build-mix {name}", unit="epoch", disable=None):
+                s, n_docs, n_s = stores[k], stores[k].num_docs, per_epoch[k]
+                doc_idx, sample_idx, shuffle_idx = epoch_indices(s.doc_lengths, seq_len, plan.seed, s.name, e)
+                arrays[k]["doc_idx"][e * n_docs : (e + 1) * n_docs] = doc_idx
+                arrays[k]["sample_idx"][e * (n_s + 1) : (e + 1) * (n_s + 1)] = sample_idx
+                arrays[k]["shuffle_idx"][e * n_s : (e + 1) * n_s] = shuffle_idx
+            for group in arrays.values():
+                for arr in group.values():
+                    arr.flush()
+            del arrays
+            file_sha = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.npy"))}
+            manifest = {
+                "format": MIX_FORMAT,
+                "format_version": MIX_FORMAT_VERSION,
+                "name": name,
+                "plan": plan.to_json(),
+                "num_steps": plan.steps,
+                "seq_len": seq_len,
+                "global_batch": plan.global_batch,
+                "num_samples": plan.steps * plan.global_batch,
+                "tokens_per_sample": seq_len,
+                "seed": plan.seed,
+                "allow_repeat": plan.allow_repeat,
+                "source_names": names,
+                "datasets": datasets,
+                "phases": phases,
+                "tokenizer": first.manifest["tokenizer"],
+                "vocab_size": first.vocab_size,
+                "tokenizer_sha256": first.tokenizer_sha256,
+                "eos_id": first.eos_id,
+                "files": file_sha,
+                "mixkit_version": __version__,
+            }
+            manifest["fingerprint"] = _sha256_json(manifest)
+            atomic.write_json(tmp / "mix.json", manifest)
+    except FileExistsError:
+        raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)") from None
+    return out

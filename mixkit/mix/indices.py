@@ -1,0 +1,277 @@
+"""Index construction for mixed sample streams: Numba kernels plus the per-epoch RNG.
+
+Three kinds of index describe a mix, as in Megatron-LM's ``GPTDataset`` and
+``BlendedDataset``:
+
+Per dataset and epoch ``e`` (a dataset's token stream is read epoch after epoch):
+
+``doc_idx``     int32 ``[n_docs]``: the epoch's document order, a permutation of
+                ``0..n_docs-1`` drawn from ``RandomState(epoch_seed(seed, name, e))``.
+``sample_idx``  ``[S + 1, 2]``: row ``j`` is ``(position in doc_idx, token offset in that
+                document)`` where sample ``j`` starts. Sample ``j`` is the ``L + 1`` tokens
+                ``[j*L, j*L + L + 1)`` of the epoch's documents concatenated (EOS included),
+                so consecutive samples overlap by one token (the last target is the next
+                sample's first input). ``S = (T - 1) // L`` for ``T`` tokens per epoch: the
+                tail that does not fill a sample is dropped, never wrapped.
+``shuffle_idx`` ``[S]``: a permutation of ``0..S-1`` from the same RandomState, drawn
+                after ``doc_idx``. Stream sample ``m`` of the dataset is epoch
+                ``e = m // S``, sample ``sample_idx[shuffle_idx[m % S]]`` of that epoch.
+
+Epochs are independent (their own seed), so a dataset's stream does not depend on how
+many of its samples a mix uses: a longer mix reads the same stream further.
+
+Per global sample ``n`` of the mix (``num_steps * global_batch`` of them):
+
+``dataset_index``        int16: which dataset feeds sample ``n``.
+``dataset_sample_index`` int64: which stream sample of that dataset.
+
+Within one phase the datasets are interleaved by Megatron's deterministic rule: sample
+``n`` (counted from the phase start) goes to the ``k`` maximising
+``w_k * max(n, 1) - c_k(n)`` (ties to the lowest ``k``), ``c_k(n)`` being ``k``'s
+samples so far in the phase. This keeps every prefix of a phase balanced: the overshoot
+``c_k(n) - w_k n`` is always below 1 (the chosen dataset had the largest, hence a
+non-negative, deficit), so with two datasets ``|c_k(n) - w_k n| < 1``; with ``K``
+datasets the deficit is below ``K - 1`` in theory and below 2 in practice for
+``K <= 8`` (tested with random weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from numba import njit
+
+# -- blending -------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _blend_two(w0, w1, id0, id1, off0, off1, ds_out, sn_out):
+    """Two datasets: counts kept as float64 (exact below 2**53) so the loop does no int→float."""
+    c0 = 0.0
+    c1 = 0.0
+    for n in range(ds_out.size):
+        x = max(float(n), 1.0)
+        e0 = w0 * x - c0
+        e1 = w1 * x - c1
+        if e1 > e0:
+            ds_out[n] = id1
+            sn_out[n] = off1 + np.int64(c1)
+            c1 += 1.0
+        else:
+            ds_out[n] = id0
+            sn_out[n] = off0 + np.int64(c0)
+            c0 += 1.0
+
+
+@njit(cache=True)
+def _blend_upto8(w, ids, offsets, ds_out, sn_out):
+    """Three to eight datasets, unrolled over locals (``w`` padded with ``-inf``, never chosen).
+
+    Keeping counts in registers instead of an array removes the store-to-load latency
+    that bounds a loop over ``counts[k]``; each ``if`` compiles to a conditional move.
+    """
+    w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
+    for n in range(ds_out.size):
+        x = max(float(n), 1.0)
+        best = 0
+        best_err = w0 * x - c0
+        best_count = c0
+        err = w1 * x - c1
+        if err > best_err:
+            best_err = err
+            best = 1
+            best_count = c1
+        err = w2 * x - c2
+        if err > best_err:
+            best_err = err
+            best = 2
+            best_count = c2
+        err = w3 * x - c3
+        if err > best_err:
+            best_err = err
+            best = 3
+            best_count = c3
+        err = w4 * x - c4
+        if err > best_err:
+            best_err = err
+            best = 4
+            best_count = c4
+        err = w5 * x - c5
+        if err > best_err:
+            best_err = err
+            best = 5
+            best_count = c5
+        err = w6 * x - c6
+        if err > best_err:
+            best_err = err
+            best = 6
+            best_count = c6
+        err = w7 * x - c7
+        if err > best_err:
+            best_err = err
+            best = 7
+            best_count = c7
+        ds_out[n] = ids[best]
+        sn_out[n] = offsets[best] + np.int64(best_count)
+        c0 += 1.0 if best == 0 else 0.0
+        c1 += 1.0 if best == 1 else 0.0
+        c2 += 1.0 if best == 2 else 0.0
+        c3 += 1.0 if best == 3 else 0.0
+        c4 += 1.0 if best == 4 else 0.0
+        c5 += 1.0 if best == 5 else 0.0
+        c6 += 1.0 if best == 6 else 0.0
+        c7 += 1.0 if best == 7 else 0.0
+
+
+@njit(cache=True)
+def _blend_many(weights, ids, offsets, ds_out, sn_out):
+    k_n = weights.size
+    counts = np.zeros(k_n, dtype=np.float64)
+    for n in range(ds_out.size):
+        x = max(float(n), 1.0)
+        best = 0
+        best_err = weights[0] * x - counts[0]
+        for k in range(1, k_n):
+            err = weights[k] * x - counts[k]
+            if err > best_err:
+                best_err = err
+                best = k
+        ds_out[n] = ids[best]
+        sn_out[n] = offsets[best] + np.int64(counts[best])
+        counts[best] += 1.0
+
+
+def blend_into(weights: np.ndarray, ids: np.ndarray, offsets: np.ndarray, ds_out: np.ndarray, sn_out: np.ndarray) -> None:
+    """Fill ``ds_out`` (int16) and ``sn_out`` (int64) for one phase.
+
+    ``weights`` are the phase's normalised positive weights, ``ids`` the datasets' global
+    ids and ``offsets`` how many stream samples each dataset used in earlier phases, so
+    ``sn_out[n] = offsets[k] + c_k(n)``. No checking here: the caller validates.
+    """
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    ids = np.ascontiguousarray(ids, dtype=np.int16)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if weights.size == 1:
+        ds_out[:] = ids[0]
+        np.add(np.arange(sn_out.size, dtype=np.int64), offsets[0], out=sn_out)
+    elif weights.size == 2:
+        _blend_two(weights[0], weights[1], ids[0], ids[1], offsets[0], offsets[1], ds_out, sn_out)
+    elif weights.size <= 8:
+        padded = np.full(8, -np.inf)
+        padded[: weights.size] = weights
+        ids8 = np.zeros(8, dtype=np.int16)
+        ids8[: ids.size] = ids
+        offsets8 = np.zeros(8, dtype=np.int64)
+        offsets8[: offsets.size] = offsets
+        _blend_upto8(padded, ids8, offsets8, ds_out, sn_out)
+    else:
+        _blend_many(weights, ids, offsets, ds_out, sn_out)
+
+
+def build_blending_indices(weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Megatron's ``helpers_cpp.build_blending_indices(..., weights, len(weights), size)``.
+
+    Returns ``(dataset_index int16[size], dataset_sample_index int64[size])``; identical
+    to Megatron's arrays for the same float64 weights.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    ds = np.empty(size, dtype=np.int16)
+    sn = np.empty(size, dtype=np.int64)
+    blend_into(weights, np.arange(weights.size), np.zeros(weights.size, dtype=np.int64), ds, sn)
+    return ds, sn
+
+
+# -- sample index ---------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _sample_idx_kernel(sizes, doc_idx, seq_length, num_samples, add_extra, out):
+    # Transcription of helpers.cpp::build_sample_idx (same loop, same edge cases).
+    doc_pos = 0
+    doc_offset = 0
+    out[0, 0] = 0
+    out[0, 1] = 0
+    row = 1
+    last = doc_idx.size - 1
+    while row <= num_samples:
+        remaining = seq_length + add_extra
+        while remaining != 0:
+            doc_length = sizes[doc_idx[doc_pos]] - doc_offset
+            remaining -= doc_length
+            if remaining <= 0:
+                doc_offset += remaining + doc_length - add_extra
+                remaining = 0
+            else:
+                if doc_pos == last:
+                    doc_offset = sizes[doc_idx[doc_pos]] - add_extra
+                    break
+                doc_pos += 1
+                doc_offset = 0
+        out[row, 0] = doc_pos
+        out[row, 1] = doc_offset
+        row += 1
+
+
+def num_samples_for(tokens: int, seq_length: int, drop_last_partial_sequence: bool = True, add_extra_token: int = 1) -> int:
+    """Samples of ``seq_length + add_extra_token`` tokens in ``tokens`` tokens (helpers.cpp's count)."""
+    if drop_last_partial_sequence:
+        return (tokens - add_extra_token) // seq_length
+    # helpers.cpp computes ceil(float(...)): single precision, reproduced as such.
+    return int(math.ceil(np.float32(tokens - add_extra_token) / np.float32(seq_length)))
+
+
+def build_sample_idx(
+    sizes: np.ndarray,
+    doc_idx: np.ndarray,
+    seq_length: int,
+    num_epochs: int,
+    tokens_per_epoch: int,
+    drop_last_partial_sequence: bool = True,
+    add_extra_token_to_sequence: bool = True,
+) -> np.ndarray:
+    """The ``[num_samples + 1, 2]`` sample index, equal to ``megatron.core.datasets.helpers.build_sample_idx``.
+
+    int32 when every entry fits (as Megatron chooses), else int64.
+    """
+    sizes = np.asarray(sizes)
+    doc_idx = np.asarray(doc_idx)
+    extra = 1 if add_extra_token_to_sequence else 0
+    n = num_samples_for(num_epochs * tokens_per_epoch, seq_length, drop_last_partial_sequence, extra)
+    biggest = max(doc_idx.shape[0], int(sizes.max()) if sizes.size else 0)
+    dtype = np.int32 if biggest <= np.iinfo(np.int32).max else np.int64
+    out = np.empty((n + 1, 2), dtype=dtype)
+    _sample_idx_kernel(sizes, doc_idx, seq_length, n, extra, out)
+    return out
+
+
+# -- per-epoch document and shuffle indices -------------------------------------------------------
+
+
+def epoch_seed(seed: int, name: str, epoch: int) -> np.ndarray:
+    """uint32 words seeding ``RandomState`` for one dataset epoch.
+
+    Mixes the mix seed, the dataset's name and the epoch, so every (dataset, epoch) gets
+    its own shuffle that does not depend on the plan. ``RandomState`` is used because
+    NumPy keeps its streams fixed across versions (``Generator``'s may change).
+    """
+    digest = hashlib.sha256(f"mixkit-epoch:{seed}:{epoch}:{name}".encode()).digest()
+    return np.frombuffer(digest, dtype="<u4").astype(np.uint32)
+
+
+def epoch_indices(
+    doc_lengths: np.ndarray, seq_length: int, seed: int, name: str, epoch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(doc_idx, sample_idx, shuffle_idx)`` of one epoch (see the module docstring)."""
+    rs = np.random.RandomState(epoch_seed(seed, name, epoch))
+    sizes = np.asarray(doc_lengths)
+    doc_idx = np.arange(sizes.size, dtype=np.int32)
+    rs.shuffle(doc_idx)
+    tokens = int(sizes.sum(dtype=np.int64))
+    sample_idx = build_sample_idx(sizes, doc_idx, seq_length, 1, tokens)
+    n = sample_idx.shape[0] - 1
+    shuffle_idx = np.arange(n, dtype=np.uint32 if n < np.iinfo(np.uint32).max - 1 else np.int64)
+    rs.shuffle(shuffle_idx)
+    return doc_idx, sample_idx, shuffle_idx

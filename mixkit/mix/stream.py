@@ -1,0 +1,190 @@
+"""``MixStream``: the batches of a built mix, readable at any step in O(1).
+
+Global sample ``n`` of a mix is dataset ``k = dataset_index[n]``'s stream sample
+``m = dataset_sample_index[n]``; with ``S`` samples per epoch of ``k``, that is epoch
+``e = m // S``, sample ``j = shuffle_idx[e*S + m % S]`` of the epoch, whose ``L + 1``
+tokens start at ``sample_idx[e*(S+1) + j]`` and end (inclusive) at the next row's
+position: ``(position in the epoch's doc_idx, offset in that document)``.
+
+Step ``t`` is global samples ``[t*B, (t+1)*B)`` (``B`` the global batch); rank ``r`` of
+``W`` takes rows ``[r*B/W, (r+1)*B/W)`` of it. ``batch`` reads those rows of the two
+global arrays, a few rows of each dataset's indices, and the tokens: nothing else, so its
+cost does not depend on the step and resuming needs only the step number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from mixkit.errors import MixkitError
+from mixkit.mix.build import MIX_FORMAT, mix_dir
+from mixkit.store import TokenStore, read_index, resolve_data_dir, sha256_file
+
+
+@njit(cache=True)
+def _gather(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, stream_ids, rows, out):
+    """Copy stream samples ``stream_ids`` of one dataset into ``out[rows]`` (as int64)."""
+    for i in range(stream_ids.size):
+        m = stream_ids[i]
+        e = m // per_epoch
+        j = np.int64(shuffle_idx[m])  # shuffle_idx holds every epoch back to back: [e*S + m % S] == [m]
+        r = e * (per_epoch + 1) + j
+        d0 = np.int64(sample_idx[r, 0])
+        o0 = np.int64(sample_idx[r, 1])
+        d1 = np.int64(sample_idx[r + 1, 0])
+        o1 = np.int64(sample_idx[r + 1, 1])
+        base = e * n_docs
+        row = rows[i]
+        col = 0
+        for d in range(d0, d1 + 1):
+            doc = doc_idx[base + d]
+            start = o0 if d == d0 else 0
+            stop = o1 + 1 if d == d1 else np.int64(lengths[doc])
+            first = pointers[doc] // itemsize
+            for t in range(first + start, first + stop):
+                out[row, col] = tokens[t]
+                col += 1
+
+
+class MixStream:
+    """A built mix, memory-mapped. See the module docstring for how a row is found."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], stores: list[TokenStore]):
+        self.path = path
+        self.manifest = manifest
+        self.stores = stores
+        self.num_steps: int = int(manifest["num_steps"])
+        self.seq_len: int = int(manifest["seq_len"])
+        self.global_batch: int = int(manifest["global_batch"])
+        self.seed: int = int(manifest["seed"])
+        self.source_names: list[str] = list(manifest["source_names"])
+        self.vocab_size: int = int(manifest["vocab_size"])
+        self.tokenizer_sha256: str = manifest["tokenizer_sha256"]
+        self.eos_id: int | None = manifest["eos_id"]
+        self._ds = np.load(path / "dataset_index.npy", mmap_mode="r")
+        self._sn = np.load(path / "dataset_sample_index.npy", mmap_mode="r")
+        self._datasets = []
+        for info, store in zip(manifest["datasets"], stores):
+            files = info["files"]
+            index = read_index(store.idx_path)
+            self._datasets.append(
+                (
+                    np.asarray(store.tokens),
+                    np.asarray(index.lengths),
+                    np.asarray(index.pointers),
+                    store.dtype.itemsize,
+                    _load(path / files["doc_idx"]),
+                    _load(path / files["sample_idx"]),
+                    _load(path / files["shuffle_idx"]),
+                    int(info["samples_per_epoch"]),
+                    int(info["documents"]),
+                )
+            )
+
+    @classmethod
+    def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> MixStream:
+        """Open mix ``NAME`` (``DATA_DIR/mixes/NAME``) or the mix directory at a path.
+
+        Input stores are looked up by name in ``data_dir``, else in the data directory
+        the mix lives in (``.../DATA_DIR/mixes/NAME``), else the default data directory;
+        each must still have the fingerprint the mix was built from.
+        """
+        path = mix_dir(name_or_path, data_dir)
+        json_path = path / "mix.json"
+        if not json_path.is_file():
+            raise MixkitError(f"no mix named '{path.name}' in {path.parent} (`mixkit build-mix` makes one)")
+        try:
+            manifest = json.loads(json_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise MixkitError(f"{json_path}: unreadable mix manifest ({e})") from None
+        if manifest.get("format") != MIX_FORMAT:
+            raise MixkitError(f"{json_path}: not a mixkit mix manifest")
+        if data_dir is not None:
+            store_dir = resolve_data_dir(data_dir)
+        elif path.parent.name == "mixes":
+            store_dir = path.parent.parent
+        else:
+            store_dir = resolve_data_dir(None)
+        stores = []
+        for info in manifest["datasets"]:
+            store = TokenStore.open(info["name"], store_dir)
+            if store.fingerprint != info["fingerprint"]:
+                raise MixkitError(
+                    f"mix '{manifest['name']}': input store '{info['name']}' changed since the mix was built "
+                    f"(fingerprint {store.fingerprint[:12]}, mix expects {info['fingerprint'][:12]}); rebuild the mix"
+                )
+            stores.append(store)
+        return cls(path, manifest, stores)
+
+    # -- metadata ----------------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def num_samples(self) -> int:
+        return self.num_steps * self.global_batch
+
+    def tokens_seen(self, step: int) -> int:
+        """Tokens trained on before ``step``: ``step * global_batch * seq_len``."""
+        return int(step) * self.global_batch * self.seq_len
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _rows(self, step: int, rank: int, world_size: int) -> tuple[int, int]:
+        if not 0 <= step < self.num_steps:
+            raise MixkitError(f"step {step} is outside the mix's {self.num_steps} steps")
+        if world_size < 1 or self.global_batch % world_size:
+            raise MixkitError(f"global batch {self.global_batch} is not divisible by world size {world_size}")
+        if not 0 <= rank < world_size:
+            raise MixkitError(f"rank {rank} is outside world size {world_size}")
+        per = self.global_batch // world_size
+        lo = step * self.global_batch + rank * per
+        return lo, lo + per
+
+    def sources(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+        """Index into ``source_names`` of the dataset each row of ``batch(step, rank, world_size)`` came from."""
+        lo, hi = self._rows(step, rank, world_size)
+        return np.array(self._ds[lo:hi], dtype=np.int16)
+
+    def samples(self, lo: int, hi: int) -> np.ndarray:
+        """Global samples ``[lo, hi)`` as an int64 ``(hi - lo, seq_len + 1)`` array."""
+        ds = np.asarray(self._ds[lo:hi])
+        sn = np.asarray(self._sn[lo:hi])
+        out = np.empty((hi - lo, self.seq_len + 1), dtype=np.int64)
+        for k in np.unique(ds):
+            rows = np.flatnonzero(ds == k)
+            _gather(*self._datasets[int(k)], np.ascontiguousarray(sn[rows]), rows, out)
+        return out
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+        """int64 ``(global_batch // world_size, seq_len + 1)``: inputs ``[:, :-1]``, targets ``[:, 1:]``."""
+        lo, hi = self._rows(step, rank, world_size)
+        return self.samples(lo, hi)
+
+    def verify(self) -> None:
+        """Recompute the sha256 of every index file and every input store (reads everything)."""
+        for fname, sha in self.manifest["files"].items():
+            if sha256_file(self.path / fname) != sha:
+                raise MixkitError(f"mix '{self.manifest['name']}': {fname} differs from its recorded sha256")
+        for store in self.stores:
+            store.verify()
+
+    def __repr__(self) -> str:
+        return (
+            f"MixStream({self.manifest['name']!r}, steps={self.num_steps}, global_batch={self.global_batch}, "
+            f"seq_len={self.seq_len}, sources={self.source_names})"
+        )
+
+
+def _load(path: Path) -> np.ndarray:
+    arr = np.load(path, mmap_mode="r")
+    # An empty .npy cannot be memory-mapped on every platform; np.load returns a plain array then.
+    return np.asarray(arr)
