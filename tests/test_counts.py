@@ -1,0 +1,275 @@
+"""Numba unigram counts against np.bincount, the cache, and mixture distributions."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mixkit
+import mixkit.counts as C
+from mixkit.errors import MixkitError
+from mixkit.store import write_store
+from tests.conftest import random_docs
+from tests.sample_stores import encode_store, read_jsonl
+
+
+def reference_counts(docs, vocab, *, sel=None, cap=None, drop_eos=None):
+    """Pure NumPy: bincount of the selected documents, each without its trailing EOS, capped."""
+    chosen = [docs[i] for i in (range(len(docs)) if sel is None else sel)]
+    parts = []
+    for d in chosen:
+        d = np.asarray(d)
+        if drop_eos is not None and d.size and d[-1] == drop_eos:
+            d = d[:-1]
+        if cap is not None:
+            d = d[:cap]
+        parts.append(d)
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return np.bincount(flat.astype(np.int64), minlength=vocab)
+
+
+# -- the kernel --------------------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(0, 5000),
+    vocab=st.integers(1, 70000),
+    dtype=st.sampled_from(["uint8", "uint16", "int32", "int64"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_histogram_equals_bincount(n, vocab, dtype, seed):
+    info = np.iinfo(dtype)
+    vocab = min(vocab, int(info.max) + 1)
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab, size=n).astype(dtype)
+    got = C.histogram(tokens, vocab)
+    assert got.dtype == np.int64 and got.shape == (vocab,)
+    np.testing.assert_array_equal(got, np.bincount(tokens.astype(np.int64), minlength=vocab))
+
+
+@given(seed=st.integers(0, 2**32 - 1), n_ranges=st.integers(0, 40), block=st.integers(1, 50))
+def test_histogram_ranges_and_blocking(seed, n_ranges, block):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 300, size=1000).astype(np.uint16)
+    starts = rng.integers(0, 1000, size=n_ranges)
+    ends = np.minimum(starts + rng.integers(0, 200, size=n_ranges), 1000)
+    expected = np.zeros(300, np.int64)
+    for s, e in zip(starts, ends):
+        expected += np.bincount(tokens[s:e], minlength=300)
+    old = C.BLOCK_TOKENS
+    C.BLOCK_TOKENS = block  # force ranges to be batched and long ranges to be cut
+    try:
+        got = C.histogram(tokens, 300, starts, ends)
+    finally:
+        C.BLOCK_TOKENS = old
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_histogram_refuses_ids_outside_vocab():
+    with pytest.raises(MixkitError, match="outside the vocabulary"):
+        C.histogram(np.array([1, 2, 500], np.uint16), 100)
+    with pytest.raises(MixkitError, match="outside the vocabulary"):
+        C.histogram(np.array([1, -3], np.int32), 100)
+    with pytest.raises(MixkitError, match="outside the vocabulary"):
+        C.histogram(np.array([1, 100], np.int32), 100)
+
+
+# -- store counts --------------------------------------------------------------------------------
+
+
+@given(
+    n_docs=st.integers(1, 60),
+    vocab=st.sampled_from([5, 300, 50277, 70000]),
+    sample=st.one_of(st.none(), st.integers(1, 80)),
+    cap=st.one_of(st.none(), st.integers(1, 50)),
+    count_eos=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_store_counts_equal_numpy_reference(n_docs, vocab, sample, cap, count_eos, seed):
+    rng = np.random.default_rng(seed)
+    docs = random_docs(rng, n_docs, vocab, max_len=120)
+    with tempfile.TemporaryDirectory() as d:
+        store = write_store(Path(d) / "s", docs, vocab_size=vocab)
+        assert store.dtype == (np.uint16 if vocab <= 65536 else np.int32)
+        got = mixkit.counts(store, docs=sample, seed=seed, max_tokens_per_doc=cap, count_eos=count_eos, cache=False)
+    sel = None
+    if sample is not None and sample < n_docs:
+        sel = np.sort(np.random.default_rng(seed).choice(n_docs, size=sample, replace=False))
+    ref = reference_counts(docs, vocab, sel=sel, cap=cap, drop_eos=None if count_eos else 0)
+    assert got.shape == (vocab,) and got.dtype == np.int64
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_eos_kept_when_the_store_appended_none(make_store):
+    docs = [np.array([0, 1, 0]), np.array([2, 0])]
+    store = make_store("noeos", docs, vocab_size=10, eos_id=None)
+    np.testing.assert_array_equal(mixkit.counts(store), np.bincount(np.concatenate(docs), minlength=10))
+
+
+def test_empty_documents_and_empty_store(make_store):
+    store = make_store("holes", [np.array([], np.int64), np.array([3, 0]), np.array([], np.int64)], vocab_size=10)
+    np.testing.assert_array_equal(mixkit.counts(store, max_tokens_per_doc=5), np.bincount([3], minlength=10))
+    empty = make_store("empty", [], vocab_size=10)
+    with pytest.raises(MixkitError, match="empty"):
+        mixkit.counts(empty)
+
+
+def test_counts_by_name_and_module_stays_callable(make_store, data_dir):
+    docs = random_docs(np.random.default_rng(0), 20, 50)
+    make_store("byname", docs, vocab_size=50)
+    np.testing.assert_array_equal(mixkit.counts("byname"), reference_counts(docs, 50, drop_eos=0))
+    np.testing.assert_array_equal(mixkit.counts(str(data_dir / "byname")), reference_counts(docs, 50, drop_eos=0))
+    with pytest.raises(MixkitError, match="no token store named 'nope'"):
+        mixkit.counts("nope")
+
+
+@pytest.mark.parametrize("bad", [dict(docs=0), dict(docs=-2), dict(max_tokens_per_doc=0), dict(seed=-1)])
+def test_bad_options(make_store, bad):
+    store = make_store("o", [np.array([1, 0])], vocab_size=5)
+    with pytest.raises(MixkitError):
+        mixkit.counts(store, **bad)
+
+
+def test_counts_of_real_text_equal_bincount(tmp_path, samples_dir):
+    texts = [r["question"] + "\n" + r["answer"] for r in read_jsonl(samples_dir / "gsm8k_test.jsonl.gz")]
+    store = encode_store(tmp_path / "gsm8k_test", texts)
+    docs = list(store)
+    np.testing.assert_array_equal(mixkit.counts(store, cache=False), reference_counts(docs, 50277, drop_eos=0))
+    np.testing.assert_array_equal(
+        mixkit.counts(store, docs=100, seed=7, max_tokens_per_doc=64, cache=False),
+        reference_counts(
+            docs, 50277, sel=np.sort(np.random.default_rng(7).choice(len(docs), 100, replace=False)), cap=64, drop_eos=0
+        ),
+    )
+
+
+def test_counts_of_shared_c4_equal_bincount(tmp_path, shared_data):
+    texts = [r["text"] for r in read_jsonl(shared_data / "web" / "c4_sample.jsonl")]
+    store = encode_store(tmp_path / "c4", texts)
+    tokens = np.asarray(store.tokens).astype(np.int64)
+    np.testing.assert_array_equal(mixkit.counts(store, count_eos=True), np.bincount(tokens, minlength=50277))
+
+
+# -- cache ------------------------------------------------------------------------------------------
+
+
+def test_cache_is_reused_and_checked(make_store, monkeypatch):
+    docs = random_docs(np.random.default_rng(1), 30, 100)
+    store = make_store("cached", docs, vocab_size=100)
+    first = mixkit.counts(store)
+    npy, meta_path = C.cache_paths(store)
+    meta = json.loads(meta_path.read_text())
+    assert meta["fingerprint"] == store.fingerprint and meta["options"]["docs"] is None
+    assert meta["tokens_counted"] == int(first.sum())
+
+    def boom(*a, **k):
+        raise AssertionError("recounted although the cache matched")
+
+    with monkeypatch.context() as m:
+        m.setattr(C, "compute_counts", boom)
+        np.testing.assert_array_equal(mixkit.counts(store), first)
+    calls = []
+    real = C.compute_counts
+    monkeypatch.setattr(C, "compute_counts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    capped = mixkit.counts(store, max_tokens_per_doc=3)  # other options: recount
+    assert calls and json.loads(meta_path.read_text())["options"]["max_tokens_per_doc"] == 3
+    np.testing.assert_array_equal(capped, reference_counts(docs, 100, cap=3, drop_eos=0))
+    calls.clear()
+    npy.write_bytes(npy.read_bytes()[:-8] + b"\x01" * 8)  # corrupt the counts: the sha256 no longer matches
+    np.testing.assert_array_equal(mixkit.counts(store, max_tokens_per_doc=3), capped)
+    assert calls
+
+
+def test_cache_invalidates_when_store_changes(make_store):
+    rng = np.random.default_rng(2)
+    old_docs, new_docs = random_docs(rng, 20, 100), random_docs(rng, 25, 100)
+    store = make_store("changing", old_docs, vocab_size=100)
+    np.testing.assert_array_equal(mixkit.counts(store), reference_counts(old_docs, 100, drop_eos=0))
+    store = make_store("changing", new_docs, vocab_size=100, overwrite=True)
+    np.testing.assert_array_equal(mixkit.counts(store), reference_counts(new_docs, 100, drop_eos=0))
+    assert json.loads(C.cache_paths(store)[1].read_text())["fingerprint"] == store.fingerprint
+
+
+def test_cache_bytes_are_deterministic(make_store):
+    docs = random_docs(np.random.default_rng(3), 40, 300)
+    store = make_store("det", docs, vocab_size=300)
+    mixkit.counts(store, docs=10, seed=4)
+    npy, meta = C.cache_paths(store)
+    first = (npy.read_bytes(), meta.read_bytes())
+    npy.unlink()
+    meta.unlink()
+    mixkit.counts(store, docs=10, seed=4)
+    assert (npy.read_bytes(), meta.read_bytes()) == first
+
+
+# -- mixtures ------------------------------------------------------------------------------------------
+
+
+def test_parse_mixture():
+    assert C.parse_mixture("c4:0.8,code:0.2") == [("c4", 0.8), ("code", 0.2)]
+    assert C.parse_mixture(" c4 : 3 , ./dir/x:1") == [("c4", 3.0), ("./dir/x", 1.0)]
+    assert C.parse_mixture("c4") == [("c4", 1.0)]
+    assert C.parse_mixture("c4:0,code:1") == [("c4", 0.0), ("code", 1.0)]
+    for bad, msg in [
+        ("c4:-0.1,code:1", "non-negative"),
+        ("c4:0,code:0", "all zero"),
+        ("c4:abc", "not a number"),
+        ("c4:1,,code:1", "SOURCE:WEIGHT"),
+        (":1", "no source name"),
+        ("c4:nan", "non-negative"),
+    ]:
+        with pytest.raises(MixkitError, match=msg):
+            C.parse_mixture(bad)
+
+
+def test_token_weighted_mixture_equals_concatenated_store(make_store):
+    rng = np.random.default_rng(5)
+    a_docs, b_docs, c_docs = random_docs(rng, 30, 200), random_docs(rng, 10, 200, max_len=500), random_docs(rng, 5, 200)
+    a, b, c = make_store("a", a_docs, vocab_size=200), make_store("b", b_docs, vocab_size=200), make_store("c", c_docs, vocab_size=200)
+    both = make_store("abc", a_docs + b_docs + c_docs, vocab_size=200)
+    weights = {s.name: int(mixkit.counts(s).sum()) for s in (a, b, c)}
+    expr = ",".join(f"{k}:{v}" for k, v in weights.items())
+    mixed = C.distribution(expr).probs
+    concat = mixkit.counts(both)
+    np.testing.assert_allclose(mixed, concat / concat.sum(), rtol=1e-12, atol=1e-15)
+    assert C.distribution("abc").probs.sum() == pytest.approx(1.0)
+
+
+def test_document_weighted_mixture(make_store):
+    rng = np.random.default_rng(6)
+    a_docs, b_docs = random_docs(rng, 30, 50, max_len=10), random_docs(rng, 10, 50, max_len=300)
+    a, b = make_store("a", a_docs, vocab_size=50), make_store("b", b_docs, vocab_size=50)
+    ca, cb = mixkit.counts(a), mixkit.counts(b)
+    # 1 document of a per document of b: token mass follows mean document lengths.
+    la, lb = ca.sum() / 30, cb.sum() / 10
+    expected = (la * ca / ca.sum() + lb * cb / cb.sum()) / (la + lb)
+    np.testing.assert_allclose(C.distribution("a:1,b:1", mix_by="docs").probs, expected, rtol=1e-12)
+    np.testing.assert_allclose(C.distribution("a:1,b:1").probs, 0.5 * ca / ca.sum() + 0.5 * cb / cb.sum(), rtol=1e-12)
+    np.testing.assert_allclose(C.distribution("a:0,b:2").probs, cb / cb.sum(), rtol=1e-12)
+    with pytest.raises(MixkitError, match="mix_by"):
+        C.distribution("a:1,b:1", mix_by="bytes")
+
+
+def test_mixture_bad_inputs(make_store):
+    make_store("x", [np.array([1, 2, 0])], vocab_size=10)
+    make_store("other_vocab", [np.array([1, 2, 0])], vocab_size=20)
+    make_store("empty", [], vocab_size=10)
+    with pytest.raises(MixkitError, match="different tokenizers"):
+        C.distribution("x:1,other_vocab:1")
+    with pytest.raises(MixkitError, match="different tokenizers"):
+        C.distributions(["x", "other_vocab"])
+    with pytest.raises(MixkitError, match="empty"):
+        C.distribution("x:1,empty:1")
+    with pytest.raises(MixkitError, match="no token store named 'missing'"):
+        C.distribution("x:1,missing:1")
+    with pytest.raises(MixkitError, match="non-negative"):
+        C.distribution("x:-1")
+    make_store("only_eos", [np.array([0]), np.array([0])], vocab_size=10)
+    with pytest.raises(MixkitError, match="no tokens left"):
+        C.distribution("only_eos")
