@@ -30,9 +30,10 @@ Within one phase the datasets are interleaved by Megatron's deterministic rule: 
 ``w_k * max(n, 1) - c_k(n)`` (ties to the lowest ``k``), ``c_k(n)`` being ``k``'s
 samples so far in the phase. This keeps every prefix of a phase balanced: the overshoot
 ``c_k(n) - w_k n`` is always below 1 (the chosen dataset had the largest, hence a
-non-negative, deficit), so with two datasets ``|c_k(n) - w_k n| < 1``; with ``K``
-datasets the deficit is below ``K - 1`` in theory and below 2 in practice for
-``K <= 8`` (tested with random weights).
+non-negative, deficit), so with two datasets ``|c_k(n) - w_k n| <= 1``; with ``K``
+datasets the deficit is below ``K - 1`` in theory, and the bound the tests hold is
+``|c_k(n) - w_k n| <= 2.5`` for ``K <= 8`` (random and hill-climbed weights reach about
+2.05; three datasets about 1.5).
 """
 
 from __future__ import annotations
