@@ -112,8 +112,8 @@ def total_variation(a: np.ndarray, b: np.ndarray) -> float:
 def hellinger(a: np.ndarray, b: np.ndarray) -> float:
     """Hellinger distance ``sqrt(1 - Σ_t sqrt(p_t q_t))`` = ``‖√p - √q‖₂ / √2``, in ``[0, 1]``."""
     p, q = _pair(a, b)
-    bc = float(np.sum(np.sqrt(p * q)))
-    return float(np.sqrt(min(max(1.0 - bc, 0.0), 1.0)))
+    # The norm form, not sqrt(1 - BC): it keeps full precision near 0.
+    return float(min(np.linalg.norm(np.sqrt(p) - np.sqrt(q)) / np.sqrt(2.0), 1.0))
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
