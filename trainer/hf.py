@@ -50,7 +50,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         d_model=d,
         n_head=int(hf["num_attention_heads"]),
         vocab_size=int(hf["vocab_size"]),
-        d_ff=int(hf.get("intermediate_size", 4 * d)),
+        d_ff=0 if int(hf.get("intermediate_size", 4 * d)) == 4 * d else int(hf["intermediate_size"]),
         rotary_pct=float(rotary_pct),
         rotary_base=float(rotary_base),
         layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
