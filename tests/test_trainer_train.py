@@ -197,3 +197,28 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     per_source = [r["source_loss"] for r in read_metrics(out / "metrics.jsonl")]
     assert per_source == [pytest.approx(r["source_loss"], rel=1e-5) for r in read_metrics(single / "metrics.jsonl")]
     assert json.loads((out / "checkpoints" / "step_00000006" / "meta.json").read_text())["world_size"] == 2
+
+
+def test_end_to_end_on_a_built_mix(tmp_path, data_dir, make_store):
+    """Token stores → `build_mix` → `trainer train` by mix name, a few steps, per-source losses logged."""
+    import numpy as np
+
+    from mixkit.mix import MixPlan, Phase, build_mix
+    from tests.conftest import random_docs
+
+    rng = np.random.default_rng(0)
+    make_store("web", random_docs(rng, 60, 500, max_len=80), vocab_size=500)
+    make_store("math", random_docs(rng, 60, 500, max_len=80), vocab_size=500)
+    build_mix(MixPlan([Phase(0, {"web": 0.7, "math": 0.3})], steps=5, seq_len=16, global_batch=4), "mid", data_dir)
+    out = tmp_path / "run"
+    args = ["--set", "mix=mid", "--set", f"out_dir={out}", "--set", "model.name=tiny", "--set", "micro_batch=2"]
+    result = CliRunner().invoke(train_cmd, args)
+    assert result.exit_code == 0, result.output
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(5))
+    assert set().union(*(r["source_loss"] for r in records)) <= {"web", "math"}
+    assert all(math.isfinite(r["loss"]) for r in records)
+    # the model's vocabulary must cover the mix's tokenizer
+    small = CliRunner().invoke(train_cmd, [*args[:2], "--set", f"out_dir={tmp_path / 'small'}", *args[4:],
+                                           "--set", "model.vocab_size=256"])
+    assert small.exit_code == 2 and "model.vocab_size is 256" in small.output
