@@ -55,7 +55,7 @@ from mixkit.store import TokenStore, check_same_tokenizer
 
 CACHE_FORMAT = "mixkit-counts"
 CACHE_VERSION = 1
-BLOCK_TOKENS = 1 << 26  # tokens per kernel call: the progress bar's step
+BLOCK_TOKENS = 1 << 26  # tokens per kernel call (the progress bar's step); must stay far below 2^32
 MIX_BY = ("tokens", "docs")
 
 
@@ -64,24 +64,33 @@ MIX_BY = ("tokens", "docs")
 
 @njit(parallel=True, cache=True)
 def _count_ranges(tokens, starts, ends, group_bounds, partials):  # pragma: no cover - compiled
-    """``partials[g, tokens[i]] += 1`` for ``i`` in ranges ``group_bounds[g]:group_bounds[g+1]``.
+    """``partials[2g + (i & 1), tokens[i]] += 1`` for ``i`` in ranges ``group_bounds[g]:group_bounds[g+1]``.
 
-    Unchecked: every token must be ``< partials.shape[1]`` (guaranteed for uint8/uint16
-    tokens with 256/65,536 bins).
+    Two interleaved rows per thread halve the chains of dependent increments when the
+    same id repeats (the common case in text). ``partials`` is uint32, emptied by the
+    caller after each batch of at most 2^32 tokens. Unchecked: every token must be
+    ``< partials.shape[1]`` (guaranteed for uint8/uint16 tokens with 256/65,536 bins).
     """
     for g in prange(group_bounds.size - 1):
-        row = partials[g]
+        r0 = partials[2 * g]
+        r1 = partials[2 * g + 1]
         for r in range(group_bounds[g], group_bounds[g + 1]):
-            for i in range(starts[r], ends[r]):
-                row[tokens[i]] += 1
+            s = starts[r]
+            e = ends[r]
+            m = s + (e - s) // 2 * 2
+            for i in range(s, m, 2):
+                r0[tokens[i]] += 1
+                r1[tokens[i + 1]] += 1
+            if m < e:
+                r0[tokens[m]] += 1
 
 
 @njit(parallel=True, cache=True)
 def _count_ranges_checked(tokens, starts, ends, group_bounds, partials, bad):  # pragma: no cover - compiled
-    """As ``_count_ranges`` for wide dtypes: ids outside ``[0, nbins)`` go to ``bad[g]`` instead."""
+    """As ``_count_ranges`` for wide dtypes (one row per thread): ids outside ``[0, nbins)`` go to ``bad[g]``."""
     nbins = partials.shape[1]
     for g in prange(group_bounds.size - 1):
-        row = partials[g]
+        row = partials[2 * g]
         nbad = 0
         for r in range(group_bounds[g], group_bounds[g + 1]):
             for i in range(starts[r], ends[r]):
@@ -101,9 +110,20 @@ def _bins_for(dtype: np.dtype, vocab_size: int) -> tuple[int, bool]:
     return vocab_size, True
 
 
-def _split_even(start: int, stop: int, pieces: int) -> tuple[np.ndarray, np.ndarray]:
-    bounds = np.linspace(start, stop, pieces + 1).astype(np.int64)
-    return bounds[:-1].copy(), bounds[1:].copy()
+def _pieces(starts: np.ndarray, ends: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ranges into pieces of at most ``min(BLOCK_TOKENS / threads, total / threads)`` tokens.
+
+    So that even one long range (the whole store) is shared by every thread, and a
+    batch of ``BLOCK_TOKENS`` tokens holds at least ``threads`` pieces.
+    """
+    lengths = np.maximum(ends - starts, 0)
+    total = int(lengths.sum())
+    piece = max(1, min(BLOCK_TOKENS // threads, -(-total // threads)))
+    k = np.maximum(1, -(-lengths // piece))
+    first = np.repeat(np.cumsum(k) - k, k)
+    rep_starts = np.repeat(starts, k) + (np.arange(int(k.sum()), dtype=np.int64) - first) * piece
+    rep_ends = np.minimum(rep_starts + piece, np.repeat(starts + lengths, k))
+    return rep_starts, rep_ends
 
 
 def _group_by_tokens(starts: np.ndarray, ends: np.ndarray, groups: int) -> np.ndarray:
@@ -142,37 +162,27 @@ def histogram(
         raise MixkitError(f"token array must be 1-D integers, got {tokens.dtype} with shape {tokens.shape}")
     width, checked = _bins_for(tokens.dtype, nbins)
     threads = numba.get_num_threads()
-    partials = np.zeros((threads, width), dtype=np.int64)
+    partials = np.zeros((2 * threads, width), dtype=np.uint32)
+    counts = np.zeros(width, dtype=np.int64)
     bad = np.zeros(threads, dtype=np.int64)
     if starts is None:
         starts = np.zeros(1, np.int64)
         ends = np.full(1, tokens.size, np.int64)
-    starts = np.ascontiguousarray(starts, dtype=np.int64)
-    ends = np.ascontiguousarray(ends, dtype=np.int64)
-    total = int((ends - starts).sum())
+    starts, ends = _pieces(np.asarray(starts, np.int64), np.asarray(ends, np.int64), threads)
+    cum = np.concatenate([[0], np.cumsum(ends - starts)])
+    total = int(cum[-1])
+    # Batches of whole pieces of about BLOCK_TOKENS tokens: one kernel call (and progress step) each.
+    cuts = np.searchsorted(cum, np.arange(0, total, BLOCK_TOKENS), side="right") - 1
+    cuts = np.unique(np.concatenate([cuts, [starts.size]]))
     with _progress(total, desc, progress) as bar:
-        # Whole ranges are batched up to BLOCK_TOKENS; longer ranges are cut into even pieces.
-        r = 0
-        while r < starts.size:
-            if ends[r] - starts[r] >= BLOCK_TOKENS:
-                for lo in range(int(starts[r]), int(ends[r]), BLOCK_TOKENS):
-                    hi = min(lo + BLOCK_TOKENS, int(ends[r]))
-                    s, e = _split_even(lo, hi, threads)
-                    _run(tokens, s, e, np.arange(threads + 1, dtype=np.int64), partials, bad, checked)
-                    bar.update(hi - lo)
-                r += 1
-                continue
-            j, size = r, 0
-            while j < starts.size and size + (ends[j] - starts[j]) <= BLOCK_TOKENS:
-                size += int(ends[j] - starts[j])
-                j += 1
-            s, e = starts[r:j], ends[r:j]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            s, e = starts[a:b], ends[a:b]
             _run(tokens, s, e, _group_by_tokens(s, e, threads), partials, bad, checked)
-            bar.update(size)
-            r = j
+            counts += partials.sum(axis=0, dtype=np.int64)
+            partials[:] = 0
+            bar.update(int(cum[b] - cum[a]))
     if bad.sum():
         raise MixkitError(f"{int(bad.sum())} token ids lie outside the vocabulary [0, {nbins})")
-    counts = partials.sum(axis=0)
     if counts[nbins:].any():
         raise MixkitError(f"{int(counts[nbins:].sum())} token ids lie outside the vocabulary [0, {nbins})")
     return counts[:nbins].copy()
