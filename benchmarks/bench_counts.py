@@ -38,7 +38,7 @@ from mixkit.store import StoreWriter, TokenStore, sha256_file
 VOCAB = 50277
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def parallel_sum(tokens):  # pragma: no cover - compiled
     n = tokens.size
     pieces = numba.get_num_threads()
