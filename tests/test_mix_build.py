@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import mixkit
@@ -46,6 +46,7 @@ def all_rows(stream: MixStream) -> tuple[np.ndarray, np.ndarray]:
     start=st.integers(1, 11),
     seed=st.integers(0, 2**40),
 )
+@example(seq_len=2, global_batch=1, steps=6, w=[0.1, 1.0, 0.1], start=1, seed=0)  # equal weights tie: lowest id wins
 def test_batches_equal_slow_reference(data_dir, stores, seq_len, global_batch, steps, w, start, seed):
     start = min(start, steps - 1)
     phases = [(0, {"c4": 1.0}), (start, {"c4": w[0], "code": w[1], "math": w[2]})]
@@ -189,3 +190,33 @@ def test_open_unknown_mix(data_dir):
         MixStream.open("nope")
     with pytest.raises(MixkitError, match="no mix named"):
         MixStream.open(Path(tempfile.gettempdir()) / "definitely-not-a-mix-dir")
+
+
+def test_mixed_token_dtypes_and_out_buffer(data_dir):
+    """Stores of one tokenizer in different dtypes take the per-dataset path; out= fills a buffer."""
+    rng = np.random.default_rng(5)
+    a = write_store(data_dir / "a", random_docs(rng, 80, 1000, 50), vocab_size=1000)
+    b = write_store(data_dir / "b", random_docs(rng, 80, 1000, 50), vocab_size=1000, dtype="int32")
+    assert a.dtype != b.dtype
+    phases = [(0, {"a": 0.5, "b": 0.5})]
+    build_mix(MixPlan([Phase(0, phases[0][1])], steps=6, seq_len=10, global_batch=4, seed=2), "mixed", data_dir)
+    s = MixStream.open("mixed")
+    assert s._packed is None
+    _, ref = reference_rows({"a": a, "b": b}, phases, 6, 4, 10, 2)
+    _, rows = all_rows(s)
+    assert np.array_equal(rows, ref)
+    buf = np.full((2, 11), -1, dtype=np.int64)
+    assert s.batch(3, 1, 2, out=buf) is buf and np.array_equal(buf, ref[14:16])
+    with pytest.raises(MixkitError, match="out must be"):
+        s.batch(3, out=np.empty((4, 10), dtype=np.int64))
+
+
+def test_out_buffer_on_the_packed_path(data_dir, stores):
+    build_mix(MixPlan([Phase(0, {"c4": 0.6, "code": 0.4})], steps=4, seq_len=12, global_batch=6, seed=8), "buf", data_dir)
+    s = MixStream.open("buf")
+    assert s._packed is not None
+    buf = np.empty((3, 13), dtype=np.int64)
+    for step in range(4):
+        assert np.array_equal(s.batch(step, 1, 2, out=buf), s.batch(step)[3:])
+    with pytest.raises(MixkitError, match="out must be"):
+        s.batch(0, out=np.empty((6, 13), dtype=np.int32))

@@ -63,7 +63,6 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
         weights = phase.normalized()
         ids = np.array([names.index(k) for k in weights], dtype=np.int16)
         w = np.array(list(weights.values()), dtype=np.float64)
-        w = w / w.sum()  # Megatron's normalisation, in float64
         lo, hi = start * gb, end * gb
         stream_start = used.copy()
         blend_into(w, ids, used[ids], ds[lo:hi], sn[lo:hi])

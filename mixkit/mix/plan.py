@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mixkit.errors import MixkitError
 
 if sys.version_info >= (3, 11):
@@ -62,9 +64,14 @@ class Phase:
             raise MixkitError(f"phase at step {self.start_step}: all weights are zero")
 
     def normalized(self) -> dict[str, float]:
-        """Positive weights divided by their sum (zero-weight datasets dropped: never drawn)."""
-        total = math.fsum(self.weights.values())
-        return {k: float(v) / total for k, v in self.weights.items() if v > 0}
+        """Positive weights divided by their sum (zero-weight datasets dropped: never drawn).
+
+        Computed as Megatron does, ``w / numpy.sum(w)`` in float64, so the blending sees
+        bit-identical weights (ties between equal weights stay ties).
+        """
+        positive = {k: v for k, v in self.weights.items() if v > 0}
+        w = np.array(list(positive.values()), dtype=np.float64)
+        return dict(zip(positive, (w / w.sum()).tolist()))
 
 
 @dataclass(frozen=True)

@@ -27,29 +27,51 @@ from mixkit.mix.build import MIX_FORMAT, mix_dir
 from mixkit.store import TokenStore, read_index, resolve_data_dir, sha256_file
 
 
+@njit(cache=True, inline="always")
+def _copy_sample(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, m, dst):
+    """Write stream sample ``m`` of one dataset into the 1-D int64 row ``dst``."""
+    e = m // per_epoch
+    j = np.int64(shuffle_idx[m])  # every epoch's shuffle back to back: [e*S + m % S] is [m]
+    r = e * (per_epoch + 1) + j
+    d0 = np.int64(sample_idx[r, 0])
+    o0 = np.int64(sample_idx[r, 1])
+    d1 = np.int64(sample_idx[r + 1, 0])
+    o1 = np.int64(sample_idx[r + 1, 1])
+    base = e * n_docs
+    col = 0
+    for d in range(d0, d1 + 1):
+        doc = doc_idx[base + d]
+        start = o0 if d == d0 else 0
+        stop = o1 + 1 if d == d1 else np.int64(lengths[doc])
+        first = pointers[doc] // itemsize + start
+        n = stop - start
+        # Index views from 0 with a range() counter: Numba then knows the index is
+        # non-negative, skips the wraparound check, and vectorises the widening copy.
+        src = tokens[first : first + n]
+        seg = dst[col : col + n]
+        for t in range(n):
+            seg[t] = src[t]
+        col += n
+
+
 @njit(cache=True)
 def _gather(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, stream_ids, rows, out):
-    """Copy stream samples ``stream_ids`` of one dataset into ``out[rows]`` (as int64)."""
+    """Copy stream samples ``stream_ids`` of one dataset into ``out[rows]``."""
     for i in range(stream_ids.size):
-        m = stream_ids[i]
-        e = m // per_epoch
-        j = np.int64(shuffle_idx[m])  # shuffle_idx holds every epoch back to back: [e*S + m % S] == [m]
-        r = e * (per_epoch + 1) + j
-        d0 = np.int64(sample_idx[r, 0])
-        o0 = np.int64(sample_idx[r, 1])
-        d1 = np.int64(sample_idx[r + 1, 0])
-        o1 = np.int64(sample_idx[r + 1, 1])
-        base = e * n_docs
-        row = rows[i]
-        col = 0
-        for d in range(d0, d1 + 1):
-            doc = doc_idx[base + d]
-            start = o0 if d == d0 else 0
-            stop = o1 + 1 if d == d1 else np.int64(lengths[doc])
-            first = pointers[doc] // itemsize
-            for t in range(first + start, first + stop):
-                out[row, col] = tokens[t]
-                col += 1
+        _copy_sample(
+            tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, stream_ids[i], out[rows[i]]
+        )
+
+
+@njit(cache=True)
+def _gather_all(ds, sn, tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, out):
+    """All rows in one call when every dataset's arrays share dtypes (tuples indexed by dataset id)."""
+    for i in range(ds.size):
+        k = ds[i]
+        _copy_sample(
+            tokens[k], lengths[k], pointers[k], itemsize[k], doc_idx[k], sample_idx[k], shuffle_idx[k],
+            per_epoch[k], n_docs[k], sn[i], out[i],
+        )
 
 
 class MixStream:
@@ -67,8 +89,8 @@ class MixStream:
         self.vocab_size: int = int(manifest["vocab_size"])
         self.tokenizer_sha256: str = manifest["tokenizer_sha256"]
         self.eos_id: int | None = manifest["eos_id"]
-        self._ds = np.load(path / "dataset_index.npy", mmap_mode="r")
-        self._sn = np.load(path / "dataset_sample_index.npy", mmap_mode="r")
+        self._ds = _load(path / "dataset_index.npy")
+        self._sn = _load(path / "dataset_sample_index.npy")
         self._datasets = []
         for info, store in zip(manifest["datasets"], stores):
             files = info["files"]
@@ -86,6 +108,7 @@ class MixStream:
                     int(info["documents"]),
                 )
             )
+        self._packed = _pack(self._datasets)
 
     @classmethod
     def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> MixStream:
@@ -154,20 +177,43 @@ class MixStream:
         lo, hi = self._rows(step, rank, world_size)
         return np.array(self._ds[lo:hi], dtype=np.int16)
 
-    def samples(self, lo: int, hi: int) -> np.ndarray:
-        """Global samples ``[lo, hi)`` as an int64 ``(hi - lo, seq_len + 1)`` array."""
-        ds = np.asarray(self._ds[lo:hi])
-        sn = np.asarray(self._sn[lo:hi])
-        out = np.empty((hi - lo, self.seq_len + 1), dtype=np.int64)
+    def samples(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Global samples ``[lo, hi)`` as an int64 ``(hi - lo, seq_len + 1)`` array (into ``out`` if given)."""
+        if not 0 <= lo <= hi <= self.num_samples:
+            raise MixkitError(f"samples [{lo}, {hi}) are outside the mix's {self.num_samples}")
+        shape = (hi - lo, self.seq_len + 1)
+        if out is None:
+            out = np.empty(shape, dtype=np.int64)
+        elif out.shape != shape or out.dtype != np.int64 or not out.flags.c_contiguous:
+            raise MixkitError(f"out must be a C-contiguous int64 array of shape {shape}")
+        ds = self._ds[lo:hi]
+        sn = self._sn[lo:hi]
+        if self._packed is not None:
+            _gather_all(ds, sn, *self._packed, out)
+            return out
         for k in np.unique(ds):
             rows = np.flatnonzero(ds == k)
             _gather(*self._datasets[int(k)], np.ascontiguousarray(sn[rows]), rows, out)
         return out
 
-    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
-        """int64 ``(global_batch // world_size, seq_len + 1)``: inputs ``[:, :-1]``, targets ``[:, 1:]``."""
-        lo, hi = self._rows(step, rank, world_size)
-        return self.samples(lo, hi)
+    def batch(self, step: int, rank: int = 0, world_size: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+        """int64 ``(global_batch // world_size, seq_len + 1)``: inputs ``[:, :-1]``, targets ``[:, 1:]``.
+
+        ``out`` (optional) is a preallocated array of that shape to fill and return, which
+        spares a training loop a fresh allocation (and its page faults) every step.
+        """
+        gb = self.global_batch
+        if not (0 <= step < self.num_steps and 0 <= rank < world_size and gb % world_size == 0):
+            self._rows(step, rank, world_size)  # raises the precise error
+        if out is None or self._packed is None:
+            return self.samples(*self._rows(step, rank, world_size), out)
+        # The common path (a training loop reusing its buffer), with as little Python as possible.
+        per = gb // world_size
+        lo = step * gb + rank * per
+        if out.shape != (per, self.seq_len + 1) or out.dtype != np.int64 or not out.flags.c_contiguous:
+            raise MixkitError(f"out must be a C-contiguous int64 array of shape {(per, self.seq_len + 1)}")
+        _gather_all(self._ds[lo : lo + per], self._sn[lo : lo + per], *self._packed, out)
+        return out
 
     def verify(self) -> None:
         """Recompute the sha256 of every index file and every input store (reads everything)."""
@@ -182,6 +228,18 @@ class MixStream:
             f"MixStream({self.manifest['name']!r}, steps={self.num_steps}, global_batch={self.global_batch}, "
             f"seq_len={self.seq_len}, sources={self.source_names})"
         )
+
+
+def _pack(datasets: list[tuple]) -> tuple | None:
+    """Per-field tuples for ``_gather_all`` when every dataset's arrays share dtype and rank, else None."""
+    fields = list(zip(*datasets))
+    for f in fields:
+        if isinstance(f[0], np.ndarray) and len({(a.dtype, a.ndim) for a in f}) != 1:
+            return None
+    return tuple(
+        f if isinstance(f[0], np.ndarray) else np.array(f, dtype=np.int64)
+        for f in fields
+    )
 
 
 def _load(path: Path) -> np.ndarray:
