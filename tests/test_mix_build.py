@@ -202,7 +202,7 @@ def test_mixed_token_dtypes_and_out_buffer(data_dir):
     build_mix(MixPlan([Phase(0, phases[0][1])], steps=6, seq_len=10, global_batch=4, seed=2), "mixed", data_dir)
     s = MixStream.open("mixed")
     assert s._packed is None
-    _, ref = reference_rows({"a": a, "b": b}, phases, 6, 4, 10, 2)
+    _, _, ref = reference_rows({"a": a, "b": b}, phases, 6, 4, 10, 2)
     _, rows = all_rows(s)
     assert np.array_equal(rows, ref)
     buf = np.full((2, 11), -1, dtype=np.int64)
