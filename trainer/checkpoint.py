@@ -82,8 +82,13 @@ def save_checkpoint(
     scheduler: Any,
     meta: dict[str, Any],
     keep: int,
+    keep_steps: list[int] | tuple[int, ...] = (),
 ) -> Path:
-    """Write ``step_{step}`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    """Write ``step_{step}`` atomically, then delete all but the newest ``keep`` checkpoints.
+
+    Checkpoints at ``keep_steps`` are never deleted: they are the branch points that
+    midtraining variants start from.
+    """
     path = step_dir(out_dir, step)
     state = {
         "model": model.state_dict(),
@@ -98,7 +103,8 @@ def save_checkpoint(
             os.fsync(f.fileno())
         atomic.write_json(tmp / META_FILE, {**meta, "step": step})
     for old in list_checkpoints(out_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if int(old.name.split("_")[1]) not in keep_steps:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -124,6 +130,20 @@ def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) 
     if meta["mix_fingerprint"] != current["mix_fingerprint"]:
         raise MixkitError(f"checkpoint {path} was trained on another mix (fingerprint {meta['mix_fingerprint'][:12]}, "
                           f"the config's mix has {current['mix_fingerprint'][:12]})")
+
+
+def check_branchable(meta: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """A checkpoint of another run may be continued on another mix if model, optimizer and schedule agree."""
+    old_cfg, new_cfg = meta["config"], current["config"]
+    if meta["model_config"] != current["model_config"]:
+        diff = [k for k in current["model_config"] if meta["model_config"].get(k) != current["model_config"][k]]
+        raise MixkitError(f"cannot continue from {path}: another model config (model.{diff[0]} differs)")
+    if old_cfg["optim"] != new_cfg["optim"]:
+        diff = [k for k in new_cfg["optim"] if old_cfg["optim"].get(k) != new_cfg["optim"][k]]
+        raise MixkitError(f"cannot continue from {path}: another optimizer or schedule (optim.{diff[0]} differs)")
+    if meta.get("total_steps") != current.get("total_steps"):
+        raise MixkitError(f"cannot continue from {path}: its LR schedule spans {meta.get('total_steps')} steps, "
+                          f"this run's spans {current.get('total_steps')} (build the mixes with the same --steps)")
 
 
 def load_state(path: Path, device: torch.device) -> dict[str, Any]:

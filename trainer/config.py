@@ -20,6 +20,9 @@ Layout (every key optional except ``mix`` and ``out_dir``)::
     eval_batches = 4
     checkpoint_interval = 1000
     keep_checkpoints = 3
+    keep_steps = []             # steps whose checkpoints are always written and kept (branch points)
+    stop_step = 0               # stop after this step; the LR schedule still spans `steps` (0 = steps)
+    branch_from = ""            # a checkpoint of another run to continue (model, optimizer, schedule, step)
     peak_flops = 0.0            # per device, for MFU; 0 = look up known CUDA GPUs
 
     [model]                     # a named config plus any ModelConfig field
@@ -127,19 +130,25 @@ class TrainConfig:
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 3
     peak_flops: float = 0.0
+    keep_steps: list[int] = field(default_factory=list)
+    stop_step: int = 0
+    branch_from: str = ""
 
     def __post_init__(self) -> None:
         types = {"mix": str, "out_dir": str, "data_dir": str, "precision": str, "device": str, "tokenizer_sha256": str,
                  "init_from": str, "eval_mix": str, "compile": bool, "peak_flops": float,
                  "steps": int, "seed": int, "micro_batch": int, "grad_accum": int, "eval_interval": int,
-                 "eval_batches": int, "checkpoint_interval": int, "keep_checkpoints": int}
+                 "eval_batches": int, "checkpoint_interval": int, "keep_checkpoints": int, "stop_step": int,
+                 "branch_from": str, "keep_steps": list}
         for key, kind in types.items():
             setattr(self, key, _check_type(key, getattr(self, key), kind))
         if not self.mix:
             raise MixkitError("mix must name a mix (from `mixkit build-mix`)")
         if not self.out_dir:
             raise MixkitError("out_dir must be a directory path")
-        for key in ("steps", "grad_accum", "eval_interval", "seed"):
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in self.keep_steps):
+            raise MixkitError(f"keep_steps must list positive step numbers, got {self.keep_steps!r}")
+        for key in ("steps", "grad_accum", "eval_interval", "seed", "stop_step"):
             if getattr(self, key) < 0:
                 raise MixkitError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("micro_batch", "eval_batches", "checkpoint_interval", "keep_checkpoints"):

@@ -48,6 +48,7 @@ class TrainResult:
     start_step: int
     end_step: int
     last_loss: float | None
+    seq_len: int = 0
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -55,8 +56,9 @@ def _dist_env() -> tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is the local CUDA device when there is one, else the CPU."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise MixkitError("device = cuda but no CUDA device is available")
         torch.cuda.set_device(local_rank)
@@ -101,7 +103,7 @@ def evaluate(model: torch.nn.Module, stream: Any, batches: int, rank: int, world
 def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_stream: Any = None) -> TrainResult:
     """Train per ``cfg``; ``stream`` (a MixStream-like object) replaces ``cfg.mix`` when given."""
     world, rank, local_rank = _dist_env()
-    device = _device(cfg, local_rank)
+    device = resolve_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
@@ -124,6 +126,9 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     total_steps = cfg.steps or int(stream.num_steps)
     if total_steps > stream.num_steps:
         raise MixkitError(f"steps = {total_steps} but the mix has only {stream.num_steps} steps")
+    stop = cfg.stop_step or total_steps
+    if stop > total_steps:
+        raise MixkitError(f"stop_step = {stop} is past the schedule's {total_steps} steps")
     grad_accum = plan_accumulation(int(stream.global_batch), world, cfg.micro_batch, cfg.grad_accum)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -135,17 +140,32 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     scheduler = make_scheduler(optimizer, cfg.optim, total_steps)
     out_dir = Path(cfg.out_dir)
     meta = {"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "mix_fingerprint": stream.fingerprint,
-            "source_names": list(stream.source_names), "world_size": world}
+            "source_names": list(stream.source_names), "world_size": world, "total_steps": total_steps}
 
     start_step = 0
     latest = ckpt.latest_checkpoint(out_dir)
     if latest is not None and not resume:
         raise MixkitError(f"{out_dir} already holds checkpoints of a run; pass --resume to continue it "
                           f"or choose another out_dir")
-    if latest is not None:
-        old = ckpt.read_meta(latest)
-        ckpt.check_compatible(old, meta, latest)
-        state = ckpt.load_state(latest, device)
+    branch = Path(cfg.branch_from) if cfg.branch_from and latest is None else None
+    if branch is not None:
+        # Continue another run's checkpoint on this mix: same model, optimizer and schedule, and
+        # this mix must have served the same samples before the branch step.
+        old = ckpt.read_meta(branch)
+        ckpt.check_branchable(old, meta, branch)
+        step = int(old["step"])
+        if step > stop:
+            raise MixkitError(f"branch_from {branch} is at step {step}, past this run's stop step {stop}")
+        digest = old.get("last_batch_sha256")
+        if digest and step > 0 and _batch_digest(stream, step - 1) != digest:
+            raise MixkitError(f"cannot continue {branch} on this mix: its batch at step {step - 1} differs from the one "
+                              f"the checkpoint was trained on (build both mixes from the same stores, seed and shape)")
+    if latest is not None or branch is not None:
+        source = latest if latest is not None else branch
+        old = ckpt.read_meta(source)
+        if latest is not None:
+            ckpt.check_compatible(old, meta, latest)
+        state = ckpt.load_state(source, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -167,13 +187,13 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     tokens_per_step = int(stream.global_batch) * int(stream.seq_len)
     flops_per_token = model.flops_per_token(int(stream.seq_len))
     peak = peak_flops(device, precision, cfg.peak_flops)
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and sys.stderr.isatty()),
+    bar = tqdm(total=stop, initial=start_step, disable=not (is_main and sys.stderr.isatty()),
                desc="train", unit="step", dynamic_ncols=True)
     last_loss = None
     last_saved = latest
 
     try:
-        for step in range(start_step, total_steps):
+        for step in range(start_step, stop):
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             stats = torch.zeros(1 + 2 * len(names), dtype=torch.float64, device=device)
@@ -223,10 +243,12 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
                 eval_loss = evaluate(train_model, eval_stream, cfg.eval_batches, rank, world, device, autocast)
                 if log is not None:
                     log.write({"step": step, "eval_loss": eval_loss})
-            if done % cfg.checkpoint_interval == 0 or done == total_steps:
+            if done % cfg.checkpoint_interval == 0 or done == stop or done in cfg.keep_steps:
                 if is_main:
+                    meta["last_batch_sha256"] = _batch_digest(stream, step)
                     last_saved = ckpt.save_checkpoint(out_dir, done, model=model, optimizer=optimizer,
-                                                      scheduler=scheduler, meta=meta, keep=cfg.keep_checkpoints)
+                                                      scheduler=scheduler, meta=meta, keep=cfg.keep_checkpoints,
+                                                      keep_steps=cfg.keep_steps)
                 if world > 1:
                     dist.barrier()
     finally:
@@ -238,4 +260,11 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
         from trainer.plot import plot_loss
 
         plot_loss(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", title=f"{mcfg.n_layer}-layer d{mcfg.d_model} on {stream.fingerprint[:12]}")
-    return TrainResult(out_dir, start_step, total_steps, last_loss)
+    return TrainResult(out_dir, start_step, stop, last_loss, int(stream.seq_len))
+
+
+def _batch_digest(stream: Any, step: int) -> str:
+    """sha256 of the global batch at ``step``: the evidence that two mixes agree before a branch point."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(stream.batch(step)).tobytes()).hexdigest()

@@ -1,0 +1,178 @@
+"""Runs a ``RunConfig``'s stages in order; see ``trainer.stages`` for the config and results.
+
+Each pretrain/midtrain stage is one ``trainer.train.train`` call with its own output
+directory ``RUN/<stage>/``, continuing from the previous stage's final checkpoint. After
+it, the final model is evaluated (held-out loss, every task's validation loss). Each
+SFT task starts from that model's weights and writes ``RUN/sft-<task>/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixkit.errors import MixkitError
+from mixkit.store import TokenStore
+from trainer import checkpoint as ckpt
+from trainer.evaluate import heldout_loss, task_loss
+from trainer.metrics import MetricsLog
+from trainer.model import GPTNeoX
+from trainer.sft import finetune
+from trainer.sft_data import load_task
+from trainer.stages import RunConfig, StageConfig, _hash, _is_checkpoint, _load_results, _save_results, load_weights
+from trainer.train import resolve_device, train
+
+
+class StageRunner:
+    def __init__(self, cfg: RunConfig, branch_from: str = "", log=print):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out_dir)
+        self.branch_from = branch_from
+        self.log = log
+        self.device = resolve_device(cfg.device)
+        precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                         else contextlib.nullcontext())
+        self._tokenizer = None
+        self._tasks: dict[str, Any] = {}
+        self._heldout = None
+        self.train_seq_len = 0  # the pretraining windows: held-out loss is measured with them
+
+    # -- shared resources --------------------------------------------------------------------------
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from mixkit.tokenize import load_tokenizer
+
+            self._tokenizer, self._tokinfo = load_tokenizer(self.cfg.tokenizer or None)
+        return self._tokenizer
+
+    def task_data(self, name: str, seq_len: int):
+        key = (name, seq_len)
+        if key not in self._tasks:
+            tok = self.tokenizer()
+            self._tasks[key] = load_task(self.cfg.tasks[name], tok, self._tokinfo.eos_id or 0, seq_len, self.cfg.seed)
+        return self._tasks[key]
+
+    def heldout(self) -> TokenStore | None:
+        if self.cfg.heldout and self._heldout is None:
+            self._heldout = TokenStore.open(self.cfg.heldout, self.cfg.data_dir or None)
+        return self._heldout
+
+    def new_model(self) -> GPTNeoX:
+        from trainer.model import model_config
+
+        overrides = {k: v for k, v in self.cfg.model.items() if k != "name"}
+        return GPTNeoX(model_config(self.cfg.model.get("name", "pythia-70m"), **overrides))
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "run.json").write_text(json.dumps(self.cfg.source, indent=2, sort_keys=True, default=str) + "\n")
+        results = _load_results(self.run_dir, self.cfg)
+        heldout = self.heldout()
+        results["heldout"] = {"store": heldout.name, "documents": min(self.cfg.heldout_docs, len(heldout))} if heldout else None
+        previous = self.branch_from
+        for i, stage in enumerate(self.cfg.stages):
+            if stage.kind == "sft":
+                weights = stage.init or previous
+                for task in stage.tasks:
+                    self.run_sft(stage, task, weights, results)
+                continue
+            start = stage.init if (i == 0 or stage.init) and _is_checkpoint(stage.init or "") else previous
+            if i == 0 and self.branch_from:
+                start = self.branch_from
+            final, seq_len = self.run_train_stage(stage, start, results)
+            previous, self.train_seq_len = str(final), seq_len
+            self.evaluate_stage(stage, final, seq_len, results)
+        return results
+
+    def run_train_stage(self, stage: StageConfig, start: str, results: dict[str, Any]) -> tuple[Path, int]:
+        out = self.run_dir / stage.name
+        tcfg = self.cfg.train_config(stage, out, start if _is_checkpoint(start or "") else "")
+        self.log(f"[{self.cfg.name}] stage {stage.name} ({stage.kind}) on mix {stage.mix}")
+        result = train(tcfg, resume=ckpt.latest_checkpoint(out) is not None)
+        final = ckpt.latest_checkpoint(out)
+        if final is None:
+            raise MixkitError(f"stage {stage.name}: no checkpoint was written in {out}")
+        entry = {"name": stage.name, "kind": stage.kind, "dir": stage.name, "mix": stage.mix,
+                 "start_step": result.start_step, "end_step": result.end_step, "final_loss": result.last_loss}
+        if start:
+            entry["branched_from"] = str(start)
+        old = next((s for s in results["stages"] if s["name"] == stage.name), None)
+        if old is not None and result.last_loss is None:
+            entry = old  # nothing was trained now: keep what the finished stage recorded
+        results["stages"] = [s for s in results["stages"] if s["name"] != stage.name] + [entry]
+        _save_results(self.run_dir, results)
+        return final, int(result.seq_len)
+
+    def _load_model(self, weights: str) -> GPTNeoX:
+        model = self.new_model()
+        if weights:
+            load_weights(model, weights)
+        return model.to(self.device)
+
+    def evaluate_stage(self, stage: StageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
+        key = _hash({"checkpoint": str(final), "meta": ckpt.read_meta(final).get("step"), "heldout": results["heldout"],
+                     "tasks": sorted(self.cfg.tasks)})
+        if results["evals"].get(stage.name, {}).get("key") == key:
+            return
+        model = self._load_model(str(final))
+        ev: dict[str, Any] = {"key": key, "step": ckpt.read_meta(final).get("step")}
+        held = self.heldout()
+        seq = self.cfg.eval_seq_len or seq_len
+        if held is not None:
+            ev["heldout_loss"] = heldout_loss(model, held, seq, self.cfg.eval_batch, self.device,
+                                              self.cfg.heldout_docs, autocast=self.autocast)
+        ev["task_loss"] = {}
+        for name in self.cfg.tasks:
+            _, val = self.task_data(name, seq)
+            ev["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
+        results["evals"][stage.name] = ev
+        _save_results(self.run_dir, results)
+        self.log(f"[{self.cfg.name}] after {stage.name}: " + ", ".join(
+            [f"heldout {ev['heldout_loss']:.4f}"] * ("heldout_loss" in ev) + [f"{t} {v:.4f}" for t, v in ev["task_loss"].items()]))
+
+    def run_sft(self, stage: StageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
+        sft = stage.sft
+        key = _hash({"weights": weights, "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
+                     "seed": self.cfg.seed, "heldout": results["heldout"]})
+        if results["sft"].get(task, {}).get("key") == key:
+            self.log(f"[{self.cfg.name}] sft {task}: done before, skipped")
+            return
+        train_set, val_set = self.task_data(task, sft.seq_len)
+        for split, data in (("train", train_set), ("validation", val_set)):
+            if data.truncated_prompt or data.truncated_answer:
+                self.log(f"[{self.cfg.name}] sft {task}: {data.truncated_prompt} {split} prompts and "
+                         f"{data.truncated_answer} answers truncated to seq_len {sft.seq_len}")
+        model = self._load_model(weights)
+        out = self.run_dir / f"sft-{task}"
+        metrics = MetricsLog(out / "metrics.jsonl")
+        self.log(f"[{self.cfg.name}] sft {task}: {len(train_set)} train / {len(val_set)} validation examples, "
+                 f"{sft.steps_for(len(train_set))} steps")
+        from tqdm import tqdm
+
+        bar = tqdm(total=sft.steps_for(len(train_set)), desc=f"sft {task}", unit="step", disable=None)
+
+        def progress(done: int, total: int, loss: float) -> None:
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.update(1)
+
+        try:
+            summary = finetune(model, train_set, val_set, sft, seed=self.cfg.seed, device=self.device,
+                               heldout=self.heldout(), heldout_docs=self.cfg.heldout_docs,
+                               heldout_seq_len=self.cfg.eval_seq_len or self.train_seq_len or None, log=metrics.write, task=task,
+                               autocast=self.autocast, progress=progress)
+        finally:
+            bar.close()
+            metrics.close()
+        summary.update(key=key, dir=f"sft-{task}", weights=weights)
+        results["sft"][task] = summary
+        _save_results(self.run_dir, results)
+        self.log(f"[{self.cfg.name}] sft {task}: validation loss {summary['val_loss']:.4f}"
+                 + (f", held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else ""))
