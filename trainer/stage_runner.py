@@ -135,8 +135,10 @@ class StageRunner:
             ev["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
         results["evals"][stage.name] = ev
         _save_results(self.run_dir, results)
-        self.log(f"[{self.cfg.name}] after {stage.name}: " + ", ".join(
-            [f"heldout {ev['heldout_loss']:.4f}"] * ("heldout_loss" in ev) + [f"{t} {v:.4f}" for t, v in ev["task_loss"].items()]))
+        shown = ([f"held-out {ev['heldout_loss']:.4f}"] if "heldout_loss" in ev else []) + [
+            f"{t} {v:.4f}" for t, v in ev["task_loss"].items()]
+        if shown:
+            self.log(f"[{self.cfg.name}] after {stage.name}: " + ", ".join(shown))
 
     def run_sft(self, stage: StageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
         sft = stage.sft
