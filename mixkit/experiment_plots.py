@@ -1,0 +1,195 @@
+"""The PNG figures of an experiment's ``report.md`` (matplotlib, Agg backend, written atomically).
+
+- ``loss_curves.png``: first panel, the pretrain/midtrain training loss against step of each
+  variant's first seed with results (solid: pretrain, dashed: midtrain; the shared
+  pretraining prefix appears once, in the run that trained it); then one panel per SFT task
+  with each variant's SFT training loss (line) and validation loss (dots) against SFT step.
+- ``benefit_vs_proximity.png``: one point per (variant, task), colour per task, the variant
+  written beside it; the title carries the pooled Pearson r.
+- ``forgetting_vs_task_loss.png``: x the SFT validation loss, y the C4 loss after SFT, one
+  point per (variant, task); the baseline drawn as a star.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mixkit import atomic
+from mixkit.run_results import METRICS_FILE, read_metrics
+
+if TYPE_CHECKING:
+    from mixkit.experiment_report import Correlation, Experiment, Point, TaskTable
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def _colors(names: Sequence[str]) -> dict[str, Any]:
+    plt = _pyplot()
+    cycle = plt.get_cmap("tab10").colors
+    return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
+
+
+def _stage_dirs(run_dir: Path, results: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(directory, kind) of the run's pretrain/midtrain stages: those results.json lists, then any other
+    directory with a metrics.jsonl (a stage still running), SFT directories excluded."""
+    out: list[tuple[str, str]] = []
+    for s in (results or {}).get("stages") or []:
+        if isinstance(s, dict) and s.get("kind") != "sft":
+            d = str(s.get("dir") or s.get("name") or "")
+            if d and d not in (x for x, _ in out):
+                out.append((d, str(s.get("kind") or s.get("name") or d)))
+    if run_dir.is_dir():
+        for sub in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+            if not sub.name.startswith("sft-") and (sub / METRICS_FILE).is_file() and sub.name not in (x for x, _ in out):
+                out.append((sub.name, sub.name))
+    return out
+
+
+def _sft_dir(results: dict[str, Any] | None, task: str) -> str:
+    entry = ((results or {}).get("sft") or {}).get(task)
+    d = entry.get("dir") if isinstance(entry, dict) else None
+    return str(d) if d else f"sft-{task}"
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(r["step"], r[key]) for r in records
+           if isinstance(r.get("step"), (int, float)) and isinstance(r.get(key), (int, float))
+           and math.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
+    """Write the loss-curves figure; False (nothing written) when no run has logged a loss yet."""
+    plt = _pyplot()
+    colors = _colors(list(exp.runs))
+    panels = 1 + len(exp.tasks)
+    ncols = min(3, panels)
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    flat = list(axes.flat)
+    drawn = False
+    try:
+        ax0 = flat[0]
+        for variant, runs in exp.runs.items():
+            run = next((r for r in runs if r.path.is_dir()), None)
+            if run is None:
+                continue
+            for d, kind in _stage_dirs(run.path, run.results):
+                xs, ys = _series(read_metrics(run.path / d / METRICS_FILE), "loss")
+                if xs:
+                    style = "-" if "pretrain" in kind else "--"
+                    ax0.plot(xs, ys, style, color=colors[variant], linewidth=1.0, label=f"{variant}: {d}")
+                    drawn = True
+            for k, task in enumerate(exp.tasks):
+                ax = flat[k + 1]
+                recs = read_metrics(run.path / _sft_dir(run.results, task) / METRICS_FILE)
+                xs, ys = _series(recs, "loss")
+                if xs:
+                    ax.plot(xs, ys, "-", color=colors[variant], linewidth=0.9, alpha=0.8, label=f"{variant} train")
+                    drawn = True
+                ex, ey = _series(recs, "eval_val_loss")
+                if ex:
+                    ax.plot(ex, ey, "o", color=colors[variant], markersize=4, label=f"{variant} val")
+                    drawn = True
+        ax0.set_title("pretrain (solid) and midtrain (dashed): training loss")
+        for k, task in enumerate(exp.tasks):
+            flat[k + 1].set_title(f"SFT on {task}: loss on answer tokens")
+        for ax in flat[:panels]:
+            ax.set_xlabel("step")
+            ax.set_ylabel("cross-entropy (nats/token)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        for ax in flat[panels:]:
+            ax.set_visible(False)
+    except BaseException:
+        plt.close(fig)
+        raise
+    if not drawn:
+        plt.close(fig)
+        return False
+    _save(fig, path)
+    return True
+
+
+def plot_benefit_vs_proximity(points: Sequence[Point], corrs: Sequence[Correlation], metric: str,
+                              path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(p.task for p in points))
+    colors = _colors(tasks)
+    r_of = {c.scope: c for c in corrs}
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    try:
+        for task in tasks:
+            pts = [p for p in points if p.task == task]
+            c = r_of.get(task)
+            r = "r undefined" if c is None or c.r is None else f"r = {c.r:+.2f}"
+            ax.scatter([p.proximity for p in pts], [100 * p.benefit for p in pts], color=colors[task], s=36,
+                       label=f"{task} ({r}, n = {len(pts)})", zorder=3)
+            for p in pts:
+                ax.annotate(p.variant, (p.proximity, 100 * p.benefit), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points")
+        ax.axhline(0.0, color="gray", linewidth=0.8)
+        ax.axvline(0.0, color="gray", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("proximity advantage toward the task" + (f" ({metric} distance)" if metric else ""))
+        ax.set_ylabel("benefit vs baseline (% lower SFT validation loss)")
+        overall = corrs[-1] if corrs else None
+        r = "undefined" if overall is None or overall.r is None else f"{overall.r:+.2f}"
+        ax.set_title(f"Benefit against proximity advantage (pooled r = {r}, n = {len(points)})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="SFT task")
+    except BaseException:
+        plt.close(fig)
+        raise
+    _save(fig, path)
+
+
+def plot_forgetting(tables: Sequence[TaskTable], baseline: str, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    colors = _colors([t.task for t in tables])
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    try:
+        for t in tables:
+            cells = [c for c in t.cells if c.val_loss is not None and c.heldout_loss is not None]
+            if not cells:
+                continue
+            for c in cells:
+                is_base = c.variant == baseline
+                ax.scatter([c.val_loss], [c.heldout_loss], color=colors[t.task], marker="*" if is_base else "o",
+                           s=110 if is_base else 36, zorder=3)
+                ax.annotate(c.variant, (c.val_loss, c.heldout_loss), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points")
+            ax.scatter([], [], color=colors[t.task], marker="o", label=t.task)
+        ax.scatter([], [], color="gray", marker="*", s=110, label=f"baseline ({baseline})")
+        ax.set_xlabel("SFT validation loss (task, lower is better)")
+        ax.set_ylabel("C4 held-out loss after SFT (lower: less forgetting)")
+        ax.set_title("Forgetting against task loss, per variant and task")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    except BaseException:
+        plt.close(fig)
+        raise
+    _save(fig, path)
