@@ -17,6 +17,7 @@ COMMANDS = {
     "proximity": "cli.distance_cmds:proximity",
     "build-mix": "cli.mix_cmds:build_mix",
     "inspect": "cli.mix_cmds:inspect",
+    "experiment": "cli.experiment_cmd:experiment",
 }
 
 

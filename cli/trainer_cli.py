@@ -8,7 +8,7 @@ from cli.lazy_group import LazyGroup
 
 COMMANDS = {
     "train": "cli.train_cmds:train",
-    "report": "cli.train_cmds:report",
+    "report": "cli.report_cmd:report",
 }
 
 
