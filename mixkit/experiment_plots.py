@@ -1,9 +1,9 @@
 """The PNG figures of an experiment's ``report.md`` (matplotlib, Agg backend, written atomically).
 
-- ``loss_curves.png``: first panel, the pretrain/midtrain training loss against step of each
-  variant's first seed with results (solid: pretrain, dashed: midtrain; the shared
-  pretraining prefix appears once, in the run that trained it); then one panel per SFT task
-  with each variant's SFT training loss (line) and validation loss (dots) against SFT step.
+- ``loss_curves.png``: the pretrain and the midtrain training loss against step of each
+  variant's first seed with a run directory (the shared pretraining prefix appears once, in
+  the run that trained it), then one panel per SFT task with each variant's SFT training loss
+  (line) and validation loss (dots) against SFT step.
 - ``benefit_vs_proximity.png``: one point per (variant, task), colour per task, the variant
   written beside it; the title carries the pooled Pearson r.
 - ``forgetting_vs_task_loss.png``: x the SFT validation loss, y the C4 loss after SFT, one
@@ -18,6 +18,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mixkit import atomic
 from mixkit.run_results import METRICS_FILE, read_metrics
@@ -81,18 +83,49 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def smooth(ys: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` points (shorter at the start): mean(ys[max(0, i-w+1) : i+1])."""
+    y = np.asarray(ys, dtype=np.float64)
+    if window <= 1 or y.size == 0:
+        return y
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    i = np.arange(1, y.size + 1)
+    lo = np.maximum(0, i - window)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def _window(n: int) -> int:
+    return max(1, n // 50)
+
+
+def _clip_start_spike(ax, series: list[np.ndarray]) -> None:
+    """Let the y-axis show the informative part: the first 5% of each curve may rise above the top."""
+    tails = [y[len(y) // 20:] for y in series if len(y) >= 20]
+    if not tails:
+        return
+    lo = min(float(np.nanmin(y)) for y in series if len(y))
+    hi = max(float(np.nanmax(t)) for t in tails)
+    if hi > lo:
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.15 * (hi - lo))
+
+
 def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
-    """Write the loss-curves figure; False (nothing written) when no run has logged a loss yet."""
+    """Write the loss-curves figure; False (nothing written) when no run has logged a loss yet.
+
+    Panels: pretrain stages, midtrain stages, then one per SFT task. Training losses are drawn
+    as a trailing moving average over 1/50 of each curve's points (the raw per-step loss is
+    too noisy to tell variants apart); SFT validation losses as dots.
+    """
     plt = _pyplot()
     colors = _colors(list(exp.runs))
-    panels = 1 + len(exp.tasks)
+    panels = 2 + len(exp.tasks)
     ncols = min(3, panels)
     nrows = -(-panels // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
     flat = list(axes.flat)
-    drawn = False
+    drawn: dict[int, list[np.ndarray]] = {k: [] for k in range(panels)}
+    windows: dict[int, set[int]] = {k: set() for k in range(panels)}
     try:
-        ax0 = flat[0]
         for variant, runs in exp.runs.items():
             run = next((r for r in runs if r.path.is_dir()), None)
             if run is None:
@@ -100,35 +133,45 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
             for d, kind in _stage_dirs(run.path, run.results):
                 xs, ys = _series(read_metrics(run.path / d / METRICS_FILE), "loss")
                 if xs:
-                    style = "-" if "pretrain" in kind else "--"
-                    ax0.plot(xs, ys, style, color=colors[variant], linewidth=1.0, label=f"{variant}: {d}")
-                    drawn = True
-            for k, task in enumerate(exp.tasks):
-                ax = flat[k + 1]
+                    k = 0 if "pretrain" in kind else 1
+                    w = _window(len(ys))
+                    y = smooth(ys, w)
+                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=1.0, label=f"{variant}: {d}")
+                    drawn[k].append(y)
+                    windows[k].add(w)
+            for j, task in enumerate(exp.tasks):
+                k = 2 + j
                 recs = read_metrics(run.path / _sft_dir(run.results, task) / METRICS_FILE)
                 xs, ys = _series(recs, "loss")
                 if xs:
-                    ax.plot(xs, ys, "-", color=colors[variant], linewidth=0.9, alpha=0.8, label=f"{variant} train")
-                    drawn = True
+                    w = _window(len(ys))
+                    y = smooth(ys, w)
+                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=0.9, label=f"{variant} train")
+                    drawn[k].append(y)
+                    windows[k].add(w)
                 ex, ey = _series(recs, "eval_val_loss")
                 if ex:
-                    ax.plot(ex, ey, "o", color=colors[variant], markersize=4, label=f"{variant} val")
-                    drawn = True
-        ax0.set_title("pretrain (solid) and midtrain (dashed): training loss")
-        for k, task in enumerate(exp.tasks):
-            flat[k + 1].set_title(f"SFT on {task}: loss on answer tokens")
-        for ax in flat[:panels]:
+                    flat[k].plot(ex, ey, "o", color=colors[variant], markersize=4, label=f"{variant} val")
+                    drawn[k].append(np.asarray(ey, dtype=np.float64))
+        titles = ["pretrain: training loss", "midtrain: training loss"]
+        titles += [f"SFT on {task}: loss on answer tokens" for task in exp.tasks]
+        for k, ax in enumerate(flat[:panels]):
+            w = max(windows[k], default=1)
+            ax.set_title(titles[k] + (f" (moving avg, {w} steps)" if w > 1 else ""), fontsize=10)
             ax.set_xlabel("step")
             ax.set_ylabel("cross-entropy (nats/token)")
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
+            if drawn[k]:
                 ax.legend(fontsize=7)
+                _clip_start_spike(ax, drawn[k])
+            else:
+                ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
         for ax in flat[panels:]:
             ax.set_visible(False)
     except BaseException:
         plt.close(fig)
         raise
-    if not drawn:
+    if not any(drawn.values()):
         plt.close(fig)
         return False
     _save(fig, path)

@@ -297,8 +297,21 @@ def _verdict(outcomes: Sequence[tuple[bool, bool | None]]) -> str:
     if any(s is True for s in good):
         return "holds in part"
     if all(s is False for s in good):
-        return "not significant (within the seed spread)"
-    return ("holds" if all_ok else "holds in part") + ", significance unknown (spread not measured)"
+        return ("holds, but within the seed spread (not significant)" if all_ok
+                else "does not hold (the improvements seen are within the seed spread)")
+    return ("holds" if all_ok else "holds in part") + ", significance unknown (seed spread not measured)"
+
+
+def _tally(outcomes: Sequence[tuple[bool, bool | None]]) -> str:
+    """One line counting the comparisons for and against the claim, and how many exceed the seed spread."""
+    def count(ok: bool) -> str:
+        sel = [sig for o, sig in outcomes if o == ok]
+        beyond = sum(s is True for s in sel)
+        known = sum(s is not None for s in sel)
+        return f"{len(sel)}" + (f" ({beyond} beyond the seed spread)" if known else "")
+
+    return (f"Of {len(outcomes)} comparisons, {count(True)} go the way the paper found and "
+            f"{count(False)} the other way.")
 
 
 def _significance_words(sig: bool | None, spread: float | None) -> str:
@@ -339,6 +352,8 @@ def finding_a(exp: Experiment, tables: Sequence[TaskTable]) -> Finding:
         f.details.append(f"{t.task}: " + "; ".join(parts) + ".")
         outcomes += [(c.benefit > 0, c.significant) for c in measured]
     f.verdict = _verdict(outcomes)
+    if outcomes:
+        f.details.insert(0, _tally(outcomes))
     return f
 
 
@@ -370,6 +385,8 @@ def finding_b(exp: Experiment, tables: Sequence[TaskTable]) -> Finding:
                              f"({_significance_words(sig, t.heldout_spread)}).")
             outcomes.append((cm < cp, sig))
     f.verdict = _verdict(outcomes)
+    if outcomes:
+        f.details.insert(0, _tally(outcomes))
     return f
 
 

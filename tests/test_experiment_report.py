@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from mixkit.errors import MixkitError
+from mixkit.experiment_plots import smooth
 from mixkit.experiment_report import (
+    _verdict,
     correlations,
     finding_a,
     finding_b,
@@ -156,6 +158,8 @@ def test_findings_from_numbers(tmp_path):
     assert any(d.startswith("gsm8k:") and "code20 (+10.00%, beyond" in d and "math12 (+4.76%, within" in d
                for d in a.details)
     assert any(d.startswith("code:") and "do not: math12 (+0.00%)" in d for d in a.details)
+    assert a.details[0] == ("Of 4 comparisons, 3 (2 beyond the seed spread) go the way the paper found and "
+                            "1 (0 beyond the seed spread) the other way.")
     b = finding_b(exp, tables)
     assert b.verdict == "holds"  # code20 below code100 on both tasks; math100 unfinished
     assert sum("math12 vs math100: not both measured" in d for d in b.details) == 2
@@ -226,6 +230,28 @@ def test_nothing_finished_yet(tmp_path):
     assert "distance matrix: absent" in text
     assert "run `runs/b-s2` (base, seed 1235): not started (no run directory)" in text
     assert "run `runs/c-s1` (code20, seed 1234): unfinished" in text
+
+
+@pytest.mark.parametrize("outcomes, verdict", [
+    ([], "cannot be checked"),
+    ([(True, True), (True, True)], "holds"),
+    ([(True, True), (False, True)], "holds in part"),
+    ([(True, True), (True, False)], "holds in part"),
+    ([(True, False), (True, False)], "holds, but within the seed spread (not significant)"),
+    ([(True, False), (False, True)], "does not hold (the improvements seen are within the seed spread)"),
+    ([(False, True), (False, None)], "does not hold"),
+    ([(True, None), (True, None)], "holds, significance unknown (seed spread not measured)"),
+])
+def test_verdicts(outcomes, verdict):
+    assert _verdict(outcomes) == verdict
+
+
+def test_smooth_matches_a_loop():
+    rng = np.random.default_rng(1)
+    ys = rng.random(37)
+    for w in (1, 2, 5, 37, 50):
+        ref = [ys[max(0, i - w + 1): i + 1].mean() for i in range(len(ys))]
+        np.testing.assert_allclose(smooth(ys, w), ref)
 
 
 def test_parse_mixture():
