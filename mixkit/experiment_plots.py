@@ -1,8 +1,8 @@
 """The PNG figures of an experiment's ``report.md`` (matplotlib, Agg backend, written atomically).
 
 - ``loss_curves.png``: the pretrain and the midtrain training loss against step of each
-  variant's first seed with a run directory (the shared pretraining prefix appears once, in
-  the run that trained it), then one panel per SFT task with each variant's SFT training loss
+  variant's first seed with a run directory (a shared pretraining run that variants were
+  branched from, found through ``branched_from``, is drawn once, in black), then one panel per SFT task with each variant's SFT training loss
   (line) and validation loss (dots) against SFT step.
 - ``benefit_vs_proximity.png``: one point per (variant, task), colour per task, the variant
   written beside it; the title carries the pooled Pearson r.
@@ -70,6 +70,31 @@ def _stage_dirs(run_dir: Path, results: dict[str, Any] | None) -> list[tuple[str
     return out
 
 
+def _branch_sources(exp_dir: Path, results: dict[str, Any] | None) -> list[tuple[Path, int | None]]:
+    """(stage directory, last step to show) of the stages this run was branched from.
+
+    ``branched_from`` names a checkpoint ``<run>/<stage>/checkpoints/<step>``, as written
+    from the working directory of the training command; it is looked for as given, then
+    with its leading parts dropped under the experiment directory. The stage's curve is
+    shown up to the branching stage's start step.
+    """
+    out = []
+    for s in (results or {}).get("stages") or []:
+        src = s.get("branched_from") if isinstance(s, dict) else None
+        if not isinstance(src, str) or not src:
+            continue
+        parts = Path(src).parts
+        stage_parts = parts[:-2] if len(parts) >= 2 and parts[-2] == "checkpoints" else parts[:-1]
+        if not stage_parts:
+            continue
+        candidates = [Path(*stage_parts)] + [exp_dir / Path(*stage_parts[k:]) for k in range(1, len(stage_parts))]
+        found = next((c for c in candidates if (c / METRICS_FILE).is_file()), None)
+        if found is not None:
+            start = s.get("start_step")
+            out.append((found, start if isinstance(start, int) and not isinstance(start, bool) else None))
+    return out
+
+
 def _sft_dir(results: dict[str, Any] | None, task: str) -> str:
     entry = ((results or {}).get("sft") or {}).get(task)
     d = entry.get("dir") if isinstance(entry, dict) else None
@@ -125,12 +150,32 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
     flat = list(axes.flat)
     drawn: dict[int, list[np.ndarray]] = {k: [] for k in range(panels)}
     windows: dict[int, set[int]] = {k: set() for k in range(panels)}
+    shown: set[Path] = set()
     try:
         for variant, runs in exp.runs.items():
             run = next((r for r in runs if r.path.is_dir()), None)
             if run is None:
                 continue
+            for stage_dir, last in _branch_sources(exp.dir, run.results):
+                key = stage_dir.resolve()
+                if key in shown:
+                    continue
+                shown.add(key)
+                recs = [r for r in read_metrics(stage_dir / METRICS_FILE)
+                        if last is None or (isinstance(r.get("step"), (int, float)) and r["step"] < last)]
+                xs, ys = _series(recs, "loss")
+                if xs:
+                    k = 0 if "pretrain" in stage_dir.name or "midtrain" not in stage_dir.name else 1
+                    w = _window(len(ys))
+                    y = smooth(ys, w)
+                    flat[k].plot(xs, y, "-", color="black", linewidth=1.0,
+                                 label=f"{stage_dir.parent.name}: {stage_dir.name} (shared)")
+                    drawn[k].append(y)
+                    windows[k].add(w)
             for d, kind in _stage_dirs(run.path, run.results):
+                if (run.path / d).resolve() in shown:
+                    continue
+                shown.add((run.path / d).resolve())
                 xs, ys = _series(read_metrics(run.path / d / METRICS_FILE), "loss")
                 if xs:
                     k = 0 if "pretrain" in kind else 1

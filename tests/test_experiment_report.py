@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mixkit.errors import MixkitError
-from mixkit.experiment_plots import smooth
+from mixkit.experiment_plots import _branch_sources, _stage_dirs, plot_loss_curves, smooth
 from mixkit.experiment_report import (
     _verdict,
     correlations,
@@ -51,6 +51,8 @@ def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], bra
                                    "end_step": 6, "final_loss": 5.0}]
     stages.append({"name": "midtrain", "kind": "midtrain", "dir": "midtrain", "start_step": 6, "end_step": 10,
                    "final_loss": 4.0})
+    if branched:  # as written from the directory the experiment was started in
+        stages[-1]["branched_from"] = "out/unit/runs/pretrain-s1234/pretrain/checkpoints/step_00000006"
     sft = {}
     for task, (val, held) in losses.items():
         sft[task] = {"val_loss": val, "heldout_loss": held, "steps": 4, "dir": f"sft-{task}", "train_examples": 9,
@@ -77,10 +79,13 @@ def write_experiment(root: Path, runs: dict[str, list[str]] | None = None, losse
                     "code100": ["code100-s1"], "math100": ["math100-s1"]}
     mixtures = {"base": "c4:1", "code20": "c4:0.8,code:0.2", "math12": "c4:0.88,math:0.12", "code100": "code:1",
                 "math100": "math:1"}
+    pre = root / "runs" / "pretrain-s1234" / "pretrain"
+    pre.mkdir(parents=True)
+    (pre / "metrics.jsonl").write_text("".join(json.dumps({"step": k, "loss": 7.0 - 0.1 * k}) + "\n" for k in range(8)))
     for names in runs.values():
         for n in names:
             if n in losses:
-                write_run(root, n, losses[n], branched=not n.startswith("base-s1"))
+                write_run(root, n, losses[n], branched=n != "code100-s1")
             else:
                 (root / "runs" / n / "midtrain").mkdir(parents=True)
     labels = ["c4", "code", "math", "gsm8k", "humaneval"]
@@ -244,6 +249,22 @@ def test_nothing_finished_yet(tmp_path):
 ])
 def test_verdicts(outcomes, verdict):
     assert _verdict(outcomes) == verdict
+
+
+def test_loss_curve_sources(tmp_path):
+    exp = load_experiment(write_experiment(tmp_path))
+    by = {r.variant + r.seed: r for rs in exp.runs.values() for r in rs}
+    base = by["base1234"]
+    assert _branch_sources(exp.dir, base.results) == [(tmp_path / "runs" / "pretrain-s1234" / "pretrain", 6)]
+    assert _stage_dirs(base.path, base.results) == [("midtrain", "midtrain")]
+    own = by["code1001234"]  # trained its own pretrain stage
+    assert _branch_sources(exp.dir, own.results) == []
+    assert _stage_dirs(own.path, own.results) == [("pretrain", "pretrain"), ("midtrain", "midtrain")]
+    (own.path / "extra").mkdir()
+    (own.path / "extra" / "metrics.jsonl").write_text('{"step": 10, "loss": 3.0}\n')
+    assert _stage_dirs(own.path, own.results)[-1] == ("extra", "extra")  # a stage still running
+    assert plot_loss_curves(exp, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
 
 
 def test_smooth_matches_a_loop():
