@@ -164,3 +164,16 @@ def test_sequence_longer_than_model_refused():
     m = GPTNeoX(model_config("tiny", max_seq_len=8))
     with pytest.raises(MixkitError, match="max_seq_len"):
         m(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_eval_loss_path_equals_training_path():
+    torch.manual_seed(1)
+    m = GPTNeoX(model_config("tiny", vocab_size=100))
+    m.loss_chunk_rows = 5
+    idx, tgt = torch.randint(0, 100, (2, 9)), torch.randint(0, 100, (2, 9))
+    train_loss, train_tok = m(idx, tgt)
+    with torch.no_grad():
+        eval_loss, eval_tok = m(idx, tgt)
+        ref = F.cross_entropy(m(idx).view(-1, 100), tgt.view(-1), reduction="none").view(2, 9)
+    assert torch.allclose(train_tok, ref, atol=1e-5) and torch.allclose(eval_tok, ref, atol=1e-5)
+    assert torch.allclose(train_loss, eval_loss, atol=1e-6)

@@ -27,6 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 TRAINER = str(Path(sys.executable).with_name("trainer"))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and the subprocesses use one too)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_cfg(out_dir, **kw):
     table = {"mix": "python:tests.trainer_fakes:tiny_stream", "out_dir": str(out_dir), "steps": 12, "micro_batch": 2,
              "model": {"name": "tiny"}, "optim": {"lr": 3e-3}, "checkpoint_interval": 4, "keep_checkpoints": 2}
@@ -52,7 +63,8 @@ def env_for_subprocess():
 def test_overfits_a_tiny_batch(tmp_path):
     """Every step shows the same 4 rows: a working model + optimizer must memorise them."""
     stream = FakeStream(tiny_tokens(4 * 16 + 1, 512, seed=3), seq_len=16, global_batch=4, num_steps=80, vocab_size=512)
-    result = train(make_cfg(tmp_path / "run", steps=60, micro_batch=4, **{"optim.warmup": 0.05}), stream=stream)
+    cfg = make_cfg(tmp_path / "run", steps=60, micro_batch=4, checkpoint_interval=60, **{"optim.warmup": 0.05})
+    result = train(cfg, stream=stream)
     assert result.last_loss < 0.5 < math.log(512) - 1 < losses(tmp_path / "run")[0]
 
 
@@ -222,3 +234,21 @@ def test_end_to_end_on_a_built_mix(tmp_path, data_dir, make_store):
     small = CliRunner().invoke(train_cmd, [*args[:2], "--set", f"out_dir={tmp_path / 'small'}", *args[4:],
                                            "--set", "model.vocab_size=256"])
     assert small.exit_code == 2 and "model.vocab_size is 256" in small.output
+
+
+def test_init_from_a_hugging_face_directory(tmp_path):
+    """Midtraining starts from saved weights: step 0's loss is that of the saved model on batch 0."""
+    import torch
+
+    from trainer.model import GPTNeoX, model_config
+
+    torch.manual_seed(11)
+    start = GPTNeoX(model_config("tiny"))
+    start.to_hf(tmp_path / "hf")
+    rows = torch.from_numpy(tiny_stream().batch(0))
+    with torch.no_grad():
+        expected = start(rows[:, :-1], rows[:, 1:])[0].item()
+    train(make_cfg(tmp_path / "run", steps=2, micro_batch=4, init_from=str(tmp_path / "hf")))
+    assert losses(tmp_path / "run")[0] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(MixkitError, match="model.n_layer differs"):
+        train(make_cfg(tmp_path / "run2", steps=2, init_from=str(tmp_path / "hf"), **{"model.n_layer": 3}))

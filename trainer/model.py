@@ -188,7 +188,9 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     """mean_i CE(h_i · Wᵀ, y_i) without the full logits; gradients are made in the forward pass.
 
     Per chunk of rows: z = h Wᵀ, p = softmax(z), loss_i = logsumexp(z_i) − z_i[y_i],
-    g = (p − onehot(y)) / N, then dh = g W and dW += gᵀ h. Backward only scales them by the
+    g = (p − onehot(y)) / N, then dh = g W and dW += gᵀ h; the softmax is computed in place
+    in the chunk's logits buffer (max, subtract, exp, sum, scale), so each chunk costs three
+    matmuls and a few passes over a buffer small enough to stay in cache. Backward only scales them by the
     incoming scalar gradient. Matmuls run in ``compute_dtype`` (bf16 under autocast), the
     softmax in fp32.
     """
@@ -202,14 +204,15 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         losses = torch.empty(n, dtype=torch.float32, device=h.device)
         for start in range(0, n, chunk_rows):
             stop = min(start + chunk_rows, n)
-            rows = hc[start:stop]
+            rows, y = hc[start:stop], targets[start:stop]
             z = (rows @ wc.t()).float()
-            y = targets[start:stop]
-            lse = torch.logsumexp(z, dim=-1)
-            losses[start:stop] = lse - z.gather(1, y[:, None]).squeeze(1)
-            z.sub_(lse[:, None]).exp_()  # z is now softmax(z)
-            z[torch.arange(stop - start, device=z.device), y] -= 1.0
-            z.mul_(1.0 / n)
+            target_logit = z.gather(1, y[:, None]).squeeze(1)
+            zmax = z.amax(dim=1)
+            z.sub_(zmax[:, None]).exp_()  # one exp pass serves both the loss and the gradient
+            total = z.sum(dim=1)
+            losses[start:stop] = zmax + total.log() - target_logit
+            z.mul_((1.0 / (total * n))[:, None])  # softmax / N
+            z[torch.arange(stop - start, device=z.device), y] -= 1.0 / n
             g = z.to(compute_dtype)
             grad_h[start:stop] = (g @ wc).to(h.dtype)
             if compute_dtype == torch.float32:
@@ -231,15 +234,22 @@ def chunked_cross_entropy(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean loss, per-token losses) of the head ``weight`` over hidden states h (N, d), targets (N,).
 
-    ``chunk_rows = 0`` picks about 2^24 logits per chunk.
+    ``chunk_rows = 0`` picks about 2^25 logits (128 MiB of fp32) per chunk.
     """
     if torch.is_autocast_enabled(h.device.type):
         compute_dtype = torch.get_autocast_dtype(h.device.type)
     else:
         compute_dtype = h.dtype
-    rows = chunk_rows or max(1, (1 << 24) // weight.shape[0])
+    rows = chunk_rows or max(1, (1 << 25) // weight.shape[0])
     with torch.autocast(h.device.type, enabled=False):
-        return _ChunkedLinearCrossEntropy.apply(h, weight, targets, rows, compute_dtype)
+        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+            return _ChunkedLinearCrossEntropy.apply(h, weight, targets, rows, compute_dtype)
+        losses = torch.cat([  # evaluation: no gradients to precompute
+            torch.logsumexp(z := (h[i : i + rows].to(compute_dtype) @ weight.to(compute_dtype).t()).float(), dim=-1)
+            - z.gather(1, targets[i : i + rows, None]).squeeze(1)
+            for i in range(0, h.shape[0], rows)
+        ])
+        return losses.mean(), losses
 
 
 # -- the model ---------------------------------------------------------------------------------------

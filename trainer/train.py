@@ -215,6 +215,10 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
                 raise MixkitError(f"non-finite loss ({step_loss}) at step {step}: training stopped; {where} "
                                   f"(lower optim.lr or check the data)")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item())
+            if not math.isfinite(grad_norm):
+                where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
+                raise MixkitError(f"non-finite gradient norm at step {step} (loss {step_loss:.4f}): training stopped; "
+                                  f"{where} (lower optim.lr or check the data)")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
