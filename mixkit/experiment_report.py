@@ -77,7 +77,7 @@ class Experiment:
     tasks: list[str]
     baseline: str
     mixtures: dict[str, dict[str, float]]  # variant -> normalised weights
-    runs: dict[str, list[Run]]  # variant -> its seeds' runs, in the file's order
+    runs: dict[str, list[Run]]  # variant -> its seeds' runs; the baseline first, then experiment.json's order
 
 
 def parse_mixture(mixture: Any) -> dict[str, float]:
@@ -137,7 +137,8 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
         raise MixkitError(f"{f}: baseline {baseline!r} is not among the variants ({', '.join(variants)})")
     mixtures: dict[str, dict[str, float]] = {}
     runs: dict[str, list[Run]] = {}
-    for name, v in variants.items():
+    for name in [baseline, *(v for v in variants if v != baseline)]:  # the baseline first, then the file's order
+        v = variants[name]
         if not isinstance(v, dict):
             raise MixkitError(f"{f}: variant '{name}' must be an object with 'mixture' and 'runs'")
         mixtures[name] = parse_mixture(v.get("mixture", ""))
@@ -200,7 +201,7 @@ def _significant(value: float | None, spread: float | None) -> bool | None:
 
 
 def task_tables(exp: Experiment) -> list[TaskTable]:
-    """Per task, the cells of every variant (in experiment.json's order), compared with the baseline's seed mean."""
+    """Per task, the cells of every variant (the baseline first), compared with the baseline's seed mean."""
     tables = []
     for task in exp.tasks:
         losses = {}

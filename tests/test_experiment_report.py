@@ -136,6 +136,13 @@ def test_tables_hand_computed(tmp_path):
     assert x[("gsm8k", "base")].significant is None
 
 
+def test_baseline_comes_first(tmp_path):
+    runs = {"code20": ["code20-s1"], "base": ["base-s1", "base-s2"]}
+    exp = load_experiment(write_experiment(tmp_path, runs=runs))
+    assert list(exp.runs) == ["base", "code20"]
+    assert [c.variant for c in task_tables(exp)[0].cells] == ["base", "code20"]
+
+
 def test_proximity_points_and_pearson_match_numpy(tmp_path):
     exp = load_experiment(write_experiment(tmp_path))
     tables = task_tables(exp)
