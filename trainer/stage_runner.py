@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,17 @@ class StageRunner:
         entry = {"name": stage.name, "kind": stage.kind, "dir": stage.name, "mix": stage.mix,
                  "start_step": result.start_step, "end_step": result.end_step, "final_loss": result.last_loss}
         if start:
-            entry["branched_from"] = str(start)
+            entry["branched_from"] = self.relative(start)
         old = next((s for s in results["stages"] if s["name"] == stage.name), None)
         if old is not None and result.last_loss is None:
             entry = old  # nothing was trained now: keep what the finished stage recorded
         results["stages"] = [s for s in results["stages"] if s["name"] != stage.name] + [entry]
         _save_results(self.run_dir, results)
         return final, int(result.seq_len)
+
+    def relative(self, path: str) -> str:
+        """A path as results.json records it: relative to the run directory, so results can move."""
+        return os.path.relpath(path, self.run_dir) if path else path
 
     def _load_model(self, weights: str) -> GPTNeoX:
         model = self.new_model()
@@ -118,7 +123,7 @@ class StageRunner:
         return model.to(self.device)
 
     def evaluate_stage(self, stage: StageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
-        key = _hash({"checkpoint": str(final), "meta": ckpt.read_meta(final).get("step"), "heldout": results["heldout"],
+        key = _hash({"checkpoint": str(final), "identity": _weights_identity(str(final)), "heldout": results["heldout"],
                      "tasks": sorted(self.cfg.tasks)})
         if results["evals"].get(stage.name, {}).get("key") == key:
             return
@@ -142,7 +147,7 @@ class StageRunner:
 
     def run_sft(self, stage: StageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
         sft = stage.sft
-        key = _hash({"weights": weights, "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
+        key = _hash({"weights": weights, "identity": _weights_identity(weights), "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
                      "seed": self.cfg.seed, "heldout": results["heldout"]})
         if results["sft"].get(task, {}).get("key") == key:
             self.log(f"[{self.cfg.name}] sft {task}: done before, skipped")
@@ -173,8 +178,17 @@ class StageRunner:
         finally:
             bar.close()
             metrics.close()
-        summary.update(key=key, dir=f"sft-{task}", weights=weights)
+        summary.update(key=key, dir=f"sft-{task}", weights=self.relative(weights))
         results["sft"][task] = summary
         _save_results(self.run_dir, results)
         self.log(f"[{self.cfg.name}] sft {task}: validation loss {summary['val_loss']:.4f}"
                  + (f", held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else ""))
+
+
+def _weights_identity(path: str) -> list[Any]:
+    """Size and modification time of the weights file: a retrained checkpoint is a new one."""
+    if not path:
+        return []
+    p = Path(path)
+    files = [p / ckpt.STATE_FILE] if (p / ckpt.STATE_FILE).exists() else sorted(p.glob("*.safetensors"))
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
