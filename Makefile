@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU wheel of torch; GPU users install their CUDA torch first and `pip install -e .`
 TORCH_PIN ?= torch==2.13.0
 MEGATRON_PIN ?= megatron-core==0.16.1
-DEMO_DIR ?= mixkit-demo
+DEMO_OUT ?= runs/quickstart
 
 .PHONY: setup demo test lint clean
 
@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/mixkit demo --out $(DEMO_DIR)
+	$(BIN)/mixkit experiment --config experiments/quickstart.toml --out $(DEMO_OUT)
 
 test: setup
 	$(BIN)/ruff check .
@@ -32,4 +32,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -11,7 +11,6 @@ COMMANDS = {
     "merge": "cli.tokenize_cmds:merge",
     "info": "cli.tokenize_cmds:info",
     "list": "cli.tokenize_cmds:list_cmd",
-    "demo": "cli.demo_cmd:demo",
     "count": "cli.distance_cmds:count",
     "distance": "cli.distance_cmds:distance",
     "proximity": "cli.distance_cmds:proximity",
