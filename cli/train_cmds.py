@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from mixkit.toml_file import read_toml
 
 
 def _is_staged(config_path: str | None) -> bool:
-    if not config_path:
-        return False
-    try:
-        with open(config_path, "rb") as f:
-            return "stages" in tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
-        return False  # load_config reports the problem with the file
+    return bool(config_path) and "stages" in read_toml(config_path)
 
 
 @click.command("train")

@@ -39,20 +39,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from mixkit.counts import parse_mixture
 from mixkit.errors import MixkitError
 from mixkit.presets import PRESETS
 from mixkit.samples import SAMPLES_DIR
+from mixkit.toml_file import read_toml
 
 SAMPLES_PREFIX = "@samples/"
 _TOP = {"name", "seeds", "metric", "corpora", "schedule", "variants", "tasks", "model", "optim", "train", "sft"}
@@ -208,11 +203,4 @@ def parse_experiment(table: dict[str, Any], base: Path) -> ExperimentConfig:
 
 
 def load_experiment(path: str | os.PathLike, base: Path | None = None) -> ExperimentConfig:
-    p = Path(path)
-    if not p.exists():
-        raise MixkitError(f"experiment config {p} does not exist")
-    try:
-        table = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise MixkitError(f"{p}: invalid TOML ({e})") from None
-    return parse_experiment(table, base or Path.cwd())
+    return parse_experiment(read_toml(path, "experiment config"), base or Path.cwd())

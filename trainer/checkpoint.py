@@ -115,15 +115,21 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise MixkitError(f"{path}: unreadable checkpoint metadata ({e})") from None
 
 
+def _check_model_and_optim(meta: dict[str, Any], current: dict[str, Any], what: str) -> None:
+    """Model and optimizer configs must be equal; ``what`` starts the message naming the first difference."""
+    old_optim, new_optim = meta["config"]["optim"], current["config"]["optim"]
+    if meta["model_config"] != current["model_config"]:
+        diff = [k for k in current["model_config"] if meta["model_config"].get(k) != current["model_config"][k]]
+        raise MixkitError(f"{what}: another model config (model.{diff[0]} differs)")
+    if old_optim != new_optim:
+        diff = [k for k in new_optim if old_optim.get(k) != new_optim[k]]
+        raise MixkitError(f"{what}: another optimizer or schedule config (optim.{diff[0]} differs)")
+
+
 def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Refuse to resume from a checkpoint of another run, naming the first differing key."""
     old_cfg, new_cfg = meta["config"], current["config"]
-    if meta["model_config"] != current["model_config"]:
-        diff = [k for k in current["model_config"] if meta["model_config"].get(k) != current["model_config"][k]]
-        raise MixkitError(f"checkpoint {path} was made with another model config (model.{diff[0]} differs)")
-    if old_cfg["optim"] != new_cfg["optim"]:
-        diff = [k for k in new_cfg["optim"] if old_cfg["optim"].get(k) != new_cfg["optim"][k]]
-        raise MixkitError(f"checkpoint {path} was made with another optimizer config (optim.{diff[0]} differs)")
+    _check_model_and_optim(meta, current, f"checkpoint {path} was made with")
     for key in IDENTITY_KEYS + ("steps",):
         if old_cfg.get(key) != new_cfg.get(key):
             raise MixkitError(f"checkpoint {path} was made with {key} = {old_cfg.get(key)!r}, the config says {new_cfg.get(key)!r}")
@@ -134,13 +140,7 @@ def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) 
 
 def check_branchable(meta: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """A checkpoint of another run may be continued on another mix if model, optimizer and schedule agree."""
-    old_cfg, new_cfg = meta["config"], current["config"]
-    if meta["model_config"] != current["model_config"]:
-        diff = [k for k in current["model_config"] if meta["model_config"].get(k) != current["model_config"][k]]
-        raise MixkitError(f"cannot continue from {path}: another model config (model.{diff[0]} differs)")
-    if old_cfg["optim"] != new_cfg["optim"]:
-        diff = [k for k in new_cfg["optim"] if old_cfg["optim"].get(k) != new_cfg["optim"][k]]
-        raise MixkitError(f"cannot continue from {path}: another optimizer or schedule (optim.{diff[0]} differs)")
+    _check_model_and_optim(meta, current, f"cannot continue from {path}")
     if meta.get("total_steps") != current.get("total_steps"):
         raise MixkitError(f"cannot continue from {path}: its LR schedule spans {meta.get('total_steps')} steps, "
                           f"this run's spans {current.get('total_steps')} (build the mixes with the same --steps)")

@@ -49,7 +49,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -233,13 +232,12 @@ def config_from_dict(table: dict[str, Any]) -> TrainConfig:
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a TOML config (or start empty when ``path`` is None) and apply ``--set`` overrides."""
-    table: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise MixkitError(f"config file {p} does not exist")
-        try:
-            table = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise MixkitError(f"{p}: invalid TOML ({e})") from None
-    return config_from_dict(apply_overrides(table, list(overrides)))
+    return config_from_dict(read_table(path, overrides))
+
+
+def read_table(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw TOML table of a config file (empty when ``path`` is None) with ``--set`` applied."""
+    from mixkit.toml_file import read_toml
+
+    table = read_toml(path) if path is not None else {}
+    return apply_overrides(table, list(overrides))

@@ -51,22 +51,16 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 import torch
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
-from trainer.config import OptimConfig, TrainConfig, apply_overrides
+from trainer.config import OptimConfig, TrainConfig, read_table
 from trainer.sft import SFTConfig
 from trainer.sft_data import TaskConfig
 
@@ -203,14 +197,7 @@ def run_config_from_dict(table: dict[str, Any], base_dir: Path | None = None) ->
 
 
 def load_run_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    p = Path(path)
-    if not p.exists():
-        raise MixkitError(f"config file {p} does not exist")
-    try:
-        table = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise MixkitError(f"{p}: invalid TOML ({e})") from None
-    return run_config_from_dict(apply_overrides(table, list(overrides)))
+    return run_config_from_dict(read_table(path, overrides))
 
 
 def is_staged(table: dict[str, Any]) -> bool:

@@ -1,0 +1,25 @@
+"""Reading TOML config files with one clear error for a missing or malformed file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from mixkit.errors import MixkitError
+
+
+def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise MixkitError(f"{what} {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise MixkitError(f"{p}: invalid TOML ({e})") from None
