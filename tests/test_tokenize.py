@@ -220,3 +220,25 @@ def test_dtype_at_the_uint16_boundary(tmp_path, vocab, dtype):
     assert m["dtype"] == dtype
     store = TokenStore.open(tmp_path / "d" / "x")
     assert store[0].tolist() == [2, vocab - 1, 3, 0], "the largest id survives, no truncation"
+
+
+def test_local_dataset_folder_of_data_files(tmp_path):
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [{"text": f"train doc {i}"} for i in range(4)])
+    m = tokenize(TokenizeConfig([str(folder)], "local", data_dir=str(tmp_path / "d"), quiet=True))
+    assert m["documents"] == 4
+
+
+def test_info_checks_the_files_and_list_shows_the_stores(tmp_path):
+    src = write_jsonl(tmp_path / "r.jsonl", [{"text": "some text"}, {"text": "more text"}])
+    d = str(tmp_path / "d")
+    run_cli("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet")
+    out = run_cli("info", "x", "--data-dir", d)
+    assert "documents        2" in out and "ok (files match the manifest)" in out
+    assert "x " in run_cli("list", "--data-dir", d)
+    bin_path = tmp_path / "d" / "x.bin"
+    data = bytearray(bin_path.read_bytes())
+    data[0] ^= 0xFF  # same size, other content
+    bin_path.write_bytes(bytes(data))
+    assert "fingerprint differs" in run_cli_fail("info", "x", "--data-dir", d)
