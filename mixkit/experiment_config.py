@@ -55,12 +55,14 @@ _TRAIN = {"micro_batch", "device", "precision", "compile", "checkpoint_interval"
           "eval_seq_len", "peak_flops"}
 
 
-def resolve_source(text: str, base: Path) -> str:
-    """``@samples/x`` → the bundled file; a relative path is relative to ``base`` (the working directory)."""
+def resolve_source(text: str, base: Path | None) -> str:
+    """``@samples/x`` → the bundled file; a relative path is relative to ``base``, or kept as
+    written (relative to the working directory) when ``base`` is None, so manifests and
+    reports do not record the machine's absolute paths."""
     if text.startswith(SAMPLES_PREFIX):
         return str(SAMPLES_DIR / text[len(SAMPLES_PREFIX):])
     p = Path(text)
-    return str(p if p.is_absolute() else base / p)
+    return str(p if p.is_absolute() or base is None else base / p)
 
 
 @dataclass
@@ -119,7 +121,7 @@ def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def parse_experiment(table: dict[str, Any], base: Path) -> ExperimentConfig:
+def parse_experiment(table: dict[str, Any], base: Path | None = None) -> ExperimentConfig:
     unknown = set(table) - _TOP
     if unknown:
         raise MixkitError(f"unknown config key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_TOP))})")
@@ -203,4 +205,4 @@ def parse_experiment(table: dict[str, Any], base: Path) -> ExperimentConfig:
 
 
 def load_experiment(path: str | os.PathLike, base: Path | None = None) -> ExperimentConfig:
-    return parse_experiment(read_toml(path, "experiment config"), base or Path.cwd())
+    return parse_experiment(read_toml(path, "experiment config"), base)
