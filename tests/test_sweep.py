@@ -1,0 +1,198 @@
+"""`mixkit sweep`: the branching plan and its cost, config errors, and a shortened sweep end to end with resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import pytest
+from click.testing import CliRunner
+
+from cli.sweep_cmd import sweep as sweep_cli
+from mixkit.errors import MixkitError
+from mixkit.sweep import Sweep, plan_sweep
+from mixkit.sweep_config import grid_point, parse_sweep, resolve_start_steps
+from tests.test_experiment import _dump, shortened_quickstart
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quickstart_table() -> dict:
+    table = tomllib.loads((ROOT / "experiments" / "quickstart.toml").read_text())
+    table["schedule"].pop("start_step")
+    del table["variants"]
+    return table
+
+
+def sweep_table(**sweep) -> dict:
+    table = quickstart_table()
+    table["schedule"]["steps"] = 100
+    table["seeds"] = [1, 2]
+    table["sweep"] = {"datasets": ["code", "math"], "start_step": [0.1, 0.3, 50], "ratio": [0.8, 0.2], **sweep}
+    return table
+
+
+def test_start_steps_fractions_and_absolute():
+    assert resolve_start_steps([0.1, 0.3, 50], 100) == [10, 30, 50]
+    assert resolve_start_steps([70, 0.004], 100) == [1, 70], "a fraction rounds to a step ≥ 1; the result is sorted"
+    assert resolve_start_steps([0.25], 6) == [2], "round(1.5) = 2"
+    for bad, match in (([1.5], "between 0 and 1"), ([100], "outside"), ([0], "outside"), ([0.1, 10], "both step 10"),
+                       ([], "non-empty"), (["x"], "neither"), ([True], "neither")):
+        with pytest.raises(MixkitError, match=match):
+            resolve_start_steps(bad, 100)
+
+
+def test_grid_point_names_and_mixtures():
+    p = grid_point("c4", "code", 30, 0.2)
+    assert (p.variant, p.mixture) == ("code20-at30", "c4:0.8,code:0.2")
+    assert grid_point("c4", "math", 5, 1.0).mixture == "math:1"
+    assert grid_point("c4", "math", 5, 0.125).variant == "math12.5-at5"
+    assert grid_point("c4", "code", 7, 0.7).mixture == "c4:0.3,code:0.7", "1 - 0.7 is written as 0.3"
+
+
+def test_branching_plan_and_cost():
+    cfg = parse_sweep(sweep_table())
+    assert cfg.start_steps == [10, 30, 50] and cfg.ratios == [0.2, 0.8]
+    plan = plan_sweep(cfg)
+    assert plan.kept_checkpoints == [10, 30, 50], "exactly the sweep's start steps"
+    starts = {r.name: (r.start_step, r.end_step) for r in plan.runs}
+    assert starts["pretrain-s1"] == starts["pretrain-s2"] == (0, 50), "pretrained once per seed, to the last start"
+    assert starts["base-s1"] == starts["base-s2"] == (50, 100), "the baseline branches at the last start step"
+    assert starts["code20-at10-s1"] == (10, 100) and starts["math80-at30-s1"] == (30, 100)
+    assert "code20-at10-s2" not in starts, "grid variants run with the first seed only"
+    assert len(plan.variants) == 1 + 2 * 3 * 2
+    # By hand: 2 seeds × 50 (pretrain) + 2 × 50 (baseline) + 2 datasets × 2 ratios × (90 + 70 + 50).
+    assert plan.steps_shared == 100 + 100 + 4 * 210 == 1040
+    assert plan.steps_unshared == (2 + 12) * 100
+    lines = plan.describe(tasks=2)
+    assert "12 grid variants" in lines[0] and "28 SFT runs" in lines[0]
+    assert "10, 30, 50" in lines[1] and "1,040 with sharing, 1,400 without" in lines[2]
+
+
+def test_run_tables_and_mix_plans(tmp_path):
+    s = Sweep(parse_sweep(sweep_table()), tmp_path / "out")
+    pre = s.run_table("pretrain-s1", [{"kind": "pretrain", "name": "pretrain", "mix": "m", "until": 50}], 1)
+    assert pre["keep_steps"] == [10, 30, 50]
+    var = s.run_table("code20-at10-s1", [{"kind": "midtrain", "name": "midtrain", "mix": "m"}], 1)
+    assert var["keep_steps"] == [] and var["keep_checkpoints"] == 1
+    plans = s.plans()
+    base = plans["quickstart-pretrain"]
+    assert [(p.start_step, p.weights) for p in base.phases] == [(0, {"c4": 1.0})]
+    p = plans["quickstart-code20-at30"]
+    assert [(q.start_step, q.weights) for q in p.phases] == [(0, {"c4": 1.0}), (30, {"c4": 0.8, "code": 0.2})]
+    assert (p.steps, p.seed, p.seq_len) == (base.steps, base.seed, base.seq_len)
+    assert "quickstart-base" not in plans, "the baseline trains on the base mix itself"
+    assert s.branch_point(2, 30).name == "step_00000030" and "pretrain-s2" in str(s.branch_point(2, 30))
+
+
+def test_config_errors():
+    for change, match in (
+        ({"ratio": [0.0]}, r"ratio.*\(0, 1\]"),
+        ({"ratio": [0.2, 0.2]}, "distinct"),
+        ({"datasets": ["nope"]}, "'nope'"),
+        ({"datasets": ["c4"]}, "pretraining corpus"),
+        ({"bogus": 1}, "sweep.bogus"),
+    ):
+        with pytest.raises(MixkitError, match=match):
+            parse_sweep(sweep_table(**change))
+    table = sweep_table()
+    table["schedule"]["start_step"] = 10
+    with pytest.raises(MixkitError, match="sweep.start_step instead"):
+        parse_sweep(table)
+    table = sweep_table()
+    table["variants"] = {"baseline": "base", "base": "c4:1", "x": "code:1"}
+    with pytest.raises(MixkitError, match="only name the baseline"):
+        parse_sweep(table)
+    table = sweep_table()
+    del table["sweep"]["ratio"]
+    with pytest.raises(MixkitError, match="sweep.ratio"):
+        parse_sweep(table)
+    with pytest.raises(MixkitError, match=r"\[sweep\]"):
+        parse_sweep(quickstart_table())
+
+
+def test_process_pool_runs_jobs_and_reports_failures(tmp_path, monkeypatch):
+    """--jobs: each run is its own process with its own log; a failure is reported, the others still run."""
+    s = Sweep(parse_sweep(sweep_table()), tmp_path / "out", log=lambda m: None, jobs=2)
+    script = ("import sys, time; name = sys.argv[1]; print('ran', name); time.sleep(0.3); "
+              "sys.exit(3 if name == 'base-s2' else 0)")
+    monkeypatch.setattr(s, "child_command", lambda name: [sys.executable, "-c", script, name])
+    runs = [r for r in s.plan.runs if r.variant is not None][:5]
+    failed = s._run_processes(runs)
+    assert failed == ["base-s2"]
+    for r in runs:
+        assert (tmp_path / "out" / "logs" / f"{r.name}.log").read_text() == f"ran {r.name}\n"
+
+
+def shortened_sweep(tmp_path: Path) -> Path:
+    table = tomllib.loads(shortened_quickstart(tmp_path).read_text())
+    table["schedule"].pop("start_step")
+    del table["variants"]
+    table["schedule"]["steps"] = 6
+    table["sweep"] = {"datasets": ["code"], "start_step": [2, 0.67], "ratio": [0.5, 1.0]}
+    for task in table["tasks"].values():
+        task.update(max_examples=4, val_size=4)
+    table["train"].update(heldout_docs=2)
+    table["sft"].update(max_steps=1)
+    path = tmp_path / "sweep.toml"
+    path.write_text(_dump(table))
+    return path
+
+
+def _variant_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for pat in ("runs/*/results.json", "runs/*/midtrain/metrics.jsonl")
+            for p in out.glob(pat)}
+
+
+@pytest.mark.slow
+def test_shortened_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = shortened_sweep(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(sweep_cli, ["--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "plan: 4 grid variants" in result.output and "checkpoints at steps 2, 4" in result.output
+    exp = json.loads((out / "experiment.json").read_text())
+    assert set(exp["variants"]) == {"base", "code50-at2", "code100-at2", "code50-at4", "code100-at4"}
+    assert exp["sweep"]["start_steps"] == [2, 4] and exp["sweep"]["steps_shared"] == 2 * 4 + 2 * 2 + 4 + 4 + 2 + 2
+    kept = sorted(p.name for p in (out / "runs/pretrain-s1234/pretrain/checkpoints").iterdir())
+    assert kept == ["step_00000002", "step_00000004"]
+    for variant, spec in exp["variants"].items():
+        start = exp["sweep"]["grid"].get(variant, {}).get("start_step", 4)
+        for run in spec["runs"].values():
+            results = json.loads((out / run / "results.json").read_text())
+            assert set(results["sft"]) == {"gsm8k", "code"}
+            mid = results["stages"][0]
+            assert (mid["start_step"], mid["end_step"]) == (start, 6)
+            assert mid["branched_from"].endswith(f"step_{start:08d}")
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Sweep report: quickstart") and "## Timing or ratio?" in report
+    assert "## Per-variant details" in report and "code50-at2" in report
+    for png in ("sweep_heatmap_gsm8k.png", "sweep_heatmap_code.png", "sweep_benefit_vs_start.png", "loss_curves.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Timing or ratio?" in result.output
+
+    # Resume: one variant's run is lost; a rerun trains only that one (here through --run, as a --jobs child does).
+    before = _variant_files(out)
+    lost = "code50-at4-s1234"
+    import shutil
+
+    shutil.rmtree(out / "runs" / lost)
+    child = subprocess.run([sys.executable, "-m", "cli.sweep_cmd", "--config", str(config), "--out", str(out),
+                            "--run", lost], capture_output=True, text=True, cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    assert (out / "runs" / lost / "results.json").exists()
+    result = CliRunner().invoke(sweep_cli, ["--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    after = _variant_files(out)
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    assert all(k.startswith(f"runs/{lost}/") for k in changed), changed
+    assert "sft gsm8k: done before, skipped" in result.output
+    assert f"[{lost}] sft gsm8k: done before, skipped" in result.output, "the rerun child finished it"
