@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import shutil
 import sys
 from pathlib import Path
 
@@ -137,10 +137,11 @@ def shortened_sweep(tmp_path: Path) -> Path:
     del table["variants"]
     table["schedule"]["steps"] = 6
     table["sweep"] = {"datasets": ["code"], "start_step": [2, 0.67], "ratio": [0.5, 1.0]}
+    table["tasks"] = {"gsm8k": table["tasks"]["gsm8k"]}  # one SFT task keeps the test fast
     for task in table["tasks"].values():
-        task.update(max_examples=4, val_size=4)
-    table["train"].update(heldout_docs=2)
-    table["sft"].update(max_steps=1)
+        task.update(max_examples=4, val_size=2)
+    table["train"].update(heldout_docs=1, eval_seq_len=32)
+    table["sft"].update(max_steps=1, seq_len=48)
     path = tmp_path / "sweep.toml"
     path.write_text(_dump(table))
     return path
@@ -168,31 +169,33 @@ def test_shortened_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
         start = exp["sweep"]["grid"].get(variant, {}).get("start_step", 4)
         for run in spec["runs"].values():
             results = json.loads((out / run / "results.json").read_text())
-            assert set(results["sft"]) == {"gsm8k", "code"}
+            assert set(results["sft"]) == {"gsm8k"}
             mid = results["stages"][0]
             assert (mid["start_step"], mid["end_step"]) == (start, 6)
             assert mid["branched_from"].endswith(f"step_{start:08d}")
     report = (out / "report.md").read_text()
     assert report.startswith("# Sweep report: quickstart") and "## Timing or ratio?" in report
     assert "## Per-variant details" in report and "code50-at2" in report
-    for png in ("sweep_heatmap_gsm8k.png", "sweep_heatmap_code.png", "sweep_benefit_vs_start.png", "loss_curves.png"):
+    for png in ("sweep_heatmap_gsm8k.png", "sweep_benefit_vs_start.png", "loss_curves.png"):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Timing or ratio?" in result.output
 
-    # Resume: one variant's run is lost; a rerun trains only that one (here through --run, as a --jobs child does).
+    # Resume: one variant's run is lost; a rerun trains only that one and leaves the others' files as they were.
     before = _variant_files(out)
     lost = "code50-at4-s1234"
-    import shutil
-
     shutil.rmtree(out / "runs" / lost)
-    child = subprocess.run([sys.executable, "-m", "cli.sweep_cmd", "--config", str(config), "--out", str(out),
-                            "--run", lost], capture_output=True, text=True, cwd=tmp_path)
-    assert child.returncode == 0, child.stderr
-    assert (out / "runs" / lost / "results.json").exists()
     result = CliRunner().invoke(sweep_cli, ["--config", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
     after = _variant_files(out)
-    changed = sorted(k for k in before if before[k] != after.get(k))
+    assert set(after) == set(before)
+    changed = sorted(k for k in before if before[k] != after[k])
     assert all(k.startswith(f"runs/{lost}/") for k in changed), changed
-    assert "sft gsm8k: done before, skipped" in result.output
-    assert f"[{lost}] sft gsm8k: done before, skipped" in result.output, "the rerun child finished it"
+    skipped = {line.split("]")[0][1:] for line in result.output.splitlines() if "sft gsm8k: done before, skipped" in line}
+    assert skipped == {r for v in exp["variants"].values() for r in (Path(x).name for x in v["runs"].values())} - {lost}
+
+    # The command a --jobs process runs: one named run (all finished here, so nothing trains).
+    result = CliRunner().invoke(sweep_cli, ["--config", str(config), "--out", str(out), "--run", lost])
+    assert result.exit_code == 0, result.output
+    assert f"[{lost}] sft gsm8k: done before, skipped" in result.output
+    result = CliRunner().invoke(sweep_cli, ["--config", str(config), "--out", str(out), "--run", "nope-s1"])
+    assert result.exit_code != 0 and "no run 'nope-s1'" in result.output
