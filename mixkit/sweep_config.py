@@ -172,7 +172,3 @@ def parse_sweep(table: dict[str, Any], base: Path | None = None) -> SweepConfig:
 def load_sweep(path: str | os.PathLike, base: Path | None = None) -> SweepConfig:
     return parse_sweep(read_toml(path, "sweep config"), base)
 
-
-def has_sweep(path: str | os.PathLike) -> bool:
-    """Whether the config file has a ``[sweep]`` table."""
-    return "sweep" in read_toml(path, "experiment config")

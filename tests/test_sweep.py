@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cli.sweep_cmd import sweep as sweep_cli
 from mixkit.errors import MixkitError
 from mixkit.sweep import Sweep, plan_sweep
-from mixkit.sweep_config import grid_point, parse_sweep, resolve_start_steps
+from mixkit.sweep_config import grid_point, load_sweep, parse_sweep, resolve_start_steps
 from tests.test_experiment import _dump, shortened_quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +74,14 @@ def test_branching_plan_and_cost():
     lines = plan.describe(tasks=2)
     assert "12 grid variants" in lines[0] and "28 SFT runs" in lines[0]
     assert "10, 30, 50" in lines[1] and "1,040 with sharing, 1,400 without" in lines[2]
+
+
+@pytest.mark.parametrize("name, starts, variants", [("sweep-small-cpu", [24, 72, 120, 168], 12),
+                                                    ("sweep-gpu", [400, 1200, 2000, 2800], 32)])
+def test_shipped_configs_parse(name, starts, variants):
+    cfg = load_sweep(ROOT / "experiments" / f"{name}.toml")
+    assert cfg.start_steps == starts and len(cfg.grid) == variants
+    assert plan_sweep(cfg).steps_shared < plan_sweep(cfg).steps_unshared
 
 
 def test_run_tables_and_mix_plans(tmp_path):
