@@ -17,6 +17,7 @@ COMMANDS = {
     "build-mix": "cli.mix_cmds:build_mix",
     "inspect": "cli.mix_cmds:inspect",
     "experiment": "cli.experiment_cmd:experiment",
+    "sweep": "cli.sweep_cmd:sweep",
 }
 
 
