@@ -22,7 +22,6 @@ so a report can be written at any point of an experiment.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from mixkit.errors import MixkitError
 from mixkit.run_results import (
     pearson,
     pre_sft_heldout_loss,
+    read_json_object,
     read_results,
     relative_benefit,
     relative_change,
@@ -120,12 +120,7 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
     f = d / EXPERIMENT_FILE
     if not f.is_file():
         raise MixkitError(f"{d}: no {EXPERIMENT_FILE} (not an experiment directory)")
-    try:
-        spec = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MixkitError(f"{f}: not valid JSON ({e})") from None
-    if not isinstance(spec, dict):
-        raise MixkitError(f"{f}: expected a JSON object")
+    spec = read_json_object(f)
     tasks = spec.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise MixkitError(f"{f}: 'tasks' must be a list of task names")

@@ -36,6 +36,17 @@ def results_path(path: str | os.PathLike) -> Path:
     return p if p.name == RESULTS_FILE and not p.is_dir() else p / RESULTS_FILE
 
 
+def read_json_object(f: Path) -> dict[str, Any]:
+    """A JSON file holding one object; MixkitError (one line) when it is not valid JSON or not an object."""
+    try:
+        obj = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MixkitError(f"{f}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise MixkitError(f"{f}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
     """The ``results.json`` of a run directory (or the file itself); MixkitError when absent or malformed."""
     f = results_path(path)
@@ -43,12 +54,7 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
         raise MixkitError(f"{f.parent}: no such run directory")
     if not f.is_file():
         raise MixkitError(f"{f.parent}: no {RESULTS_FILE} (not a run directory, or the run has not finished a stage)")
-    try:
-        obj = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MixkitError(f"{f}: not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise MixkitError(f"{f}: expected a JSON object, got {type(obj).__name__}")
+    obj = read_json_object(f)
     for key in ("sft", "evals"):
         if obj.get(key) is not None and not isinstance(obj[key], dict):
             raise MixkitError(f"{f}: '{key}' must be an object of per-task entries")

@@ -14,22 +14,9 @@ from mixkit.mix.indices import (
     epoch_indices,
     num_samples_for,
 )
+from tests.mix_reference import reference_blend
 
 helpers_cpp = pytest.importorskip("megatron.core.datasets.helpers_cpp")
-
-
-def reference_blend(weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rule as the issue states it, one sample at a time in plain Python floats."""
-    counts = [0] * len(weights)
-    ds = np.empty(size, dtype=np.int16)
-    sn = np.empty(size, dtype=np.int64)
-    for n in range(size):
-        x = max(float(n), 1.0)
-        errors = [float(w) * x - c for w, c in zip(weights, counts)]
-        k = errors.index(max(errors))  # first maximum: ties to the lowest k
-        ds[n], sn[n] = k, counts[k]
-        counts[k] += 1
-    return ds, sn
 
 
 def megatron_blend(weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
