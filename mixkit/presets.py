@@ -171,7 +171,7 @@ class TextSpec:
         if self.preset:
             return PRESETS[self.preset](rec)
         if self.template:
-            return "", _render(self.template, rec)
+            return "", render_template(self.template, rec)
         return "", _get_str(rec, self.field or "text")
 
     def text(self, rec: Record) -> str:
@@ -179,7 +179,8 @@ class TextSpec:
         return prompt + answer
 
 
-def _render(template: str, rec: Record) -> str:
+def render_template(template: str, rec: Record) -> str:
+    """``template.format`` over the record's string fields; a missing or non-string field is a ``BadRecord``."""
     values = {}
     for _, name, _, _ in string.Formatter().parse(template):
         if name and name not in values:

@@ -71,3 +71,17 @@ def test_bad_task_config():
         TaskConfig("mytask", train=["x.jsonl"])
     with pytest.raises(MixkitError, match="unknown keys"):
         TaskConfig.from_dict("gsm8k", {"train": "x", "bogus": 1})
+
+
+def test_templates_instead_of_a_preset(tmp_path, tok):
+    with open(tmp_path / "t.jsonl", "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"q": f"question {i}", "a": f"answer {i}"}) + "\n")
+    cfg = TaskConfig.from_dict("mine", {"train": str(tmp_path / "t.jsonl"), "prompt": "Q: {q}\nA:", "answer": " {a}",
+                                        "val_size": 2})
+    train, val = load_task(cfg, tok, 0, 64, seed=0)
+    assert len(train) == 4 and len(val) == 2
+    decoded = [tok.decode(t[int(s):-1].tolist()) for t, s in zip(train.tokens, train.answer_start)]
+    assert all(d.startswith(" answer ") for d in decoded)
+    with pytest.raises(MixkitError, match="both prompt and answer"):
+        TaskConfig("mine", train=["x"], prompt="{q}")

@@ -83,7 +83,7 @@ def test_all_stages_with_sft_and_results(data, tmp_path):
                        "max_examples": 12, "val_size": 6}}
     stages = [
         {"kind": "pretrain", "name": "pretrain", "mix": "base", "until": SPLIT},
-        {"kind": "midtrain", "name": "midtrain", "mix": "code30"},
+        {"kind": "midtrain", "name": "midtrain", "mix": "code30", "eval_interval": 2},
         {"kind": "sft", "name": "sft", "tasks": ["gsm8k"], "lr": 1e-3, "seq_len": 48, "micro_batch": 4, "epochs": 2},
     ]
     cfg = run_table(data, tmp_path / "run", stages, tasks=tasks, heldout="c4-holdout", heldout_docs=5)
@@ -100,6 +100,9 @@ def test_all_stages_with_sft_and_results(data, tmp_path):
     assert np.isfinite(sft["val_loss"]) and np.isfinite(sft["heldout_loss"])
     assert sft["truncated"]["train_prompt"] > 0, "48 tokens cannot hold GSM8K examples: truncation is counted"
     assert any("truncated" in m for m in messages), "and reported"
+    evals = [r for r in read_metrics(tmp_path / "run" / "midtrain" / "metrics.jsonl") if "eval_heldout_loss" in r]
+    assert [r["step"] for r in evals] == [5], "every 2 steps within the stage (steps 4..7), the end is in results.json"
+    assert set(evals[0]["eval_task_loss"]) == {"gsm8k"}
     sft_log = read_metrics(tmp_path / "run" / "sft-gsm8k" / "metrics.jsonl")
     assert [r["step"] for r in sft_log if "loss" in r] == list(range(6))
     # A second run finds everything done and changes nothing.

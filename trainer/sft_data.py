@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mixkit.errors import MixkitError
-from mixkit.presets import PRESETS, TextSpec
+from mixkit.presets import PRESETS, TextSpec, render_template
 from mixkit.readers import BadRecord, expand_sources, read_records
 
 IGNORE_INDEX = -100
@@ -39,6 +39,8 @@ class TaskConfig:
     train: list[str]
     val: list[str] = field(default_factory=list)
     preset: str | None = None
+    prompt: str | None = None
+    answer: str | None = None
     val_size: int | None = None
     val_fraction: float = 0.1
     max_examples: int | None = None
@@ -46,10 +48,17 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if not self.train:
             raise MixkitError(f"task '{self.name}': train: give at least one source")
+        if (self.prompt is None) != (self.answer is None):
+            raise MixkitError(f"task '{self.name}': give both prompt and answer templates, or neither")
+        if self.prompt is not None:
+            if self.preset is not None:
+                raise MixkitError(f"task '{self.name}': give a preset or prompt/answer templates, not both")
+            return
         if self.preset is None:
             self.preset = self.name if self.name in PRESETS else None
         if self.preset is None:
-            raise MixkitError(f"task '{self.name}': preset: name one of {', '.join(PRESETS)}")
+            raise MixkitError(f"task '{self.name}': preset: name one of {', '.join(PRESETS)}, "
+                              f"or give prompt and answer templates")
         if self.preset not in PRESETS:
             raise MixkitError(f"task '{self.name}': preset: unknown {self.preset!r} (known: {', '.join(PRESETS)})")
         if not 0 < self.val_fraction < 1:
@@ -57,7 +66,7 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any], base_dir: Path | None = None) -> TaskConfig:
-        known = {"train", "val", "preset", "val_size", "val_fraction", "max_examples"}
+        known = {"train", "val", "preset", "prompt", "answer", "val_size", "val_fraction", "max_examples"}
         unknown = set(d) - known
         if unknown:
             raise MixkitError(f"task '{name}': unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -67,6 +76,7 @@ class TaskConfig:
             return [str(base_dir / p) if base_dir and not Path(p).is_absolute() else str(p) for p in items]
 
         return cls(name=name, train=paths(d.get("train")), val=paths(d.get("val")), preset=d.get("preset"),
+                   prompt=d.get("prompt"), answer=d.get("answer"),
                    val_size=d.get("val_size"), val_fraction=d.get("val_fraction", 0.1), max_examples=d.get("max_examples"))
 
 
@@ -83,15 +93,20 @@ class SFTSet:
         return len(self.tokens)
 
 
-def read_pairs(sources: list[str], preset: str) -> list[tuple[str, str]]:
-    spec = TextSpec(preset=preset)
+def read_pairs(sources: list[str], preset: str | None, prompt: str | None = None,
+               answer: str | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) per record: by a preset, or by two templates over the record's fields."""
+    spec = TextSpec(preset=preset) if preset else None
     pairs = []
     for path in expand_sources(sources):
         for item in read_records(path):
             if isinstance(item, BadRecord):
                 raise MixkitError(str(item))
             try:
-                pairs.append(spec.prompt_answer(item))
+                if spec is not None:
+                    pairs.append(spec.prompt_answer(item))
+                else:
+                    pairs.append((render_template(prompt, item), render_template(answer, item)))
             except BadRecord as e:
                 raise MixkitError(str(e)) from None
     return pairs
@@ -132,9 +147,9 @@ def split_indices(n: int, seed: int, val_size: int | None, val_fraction: float) 
 
 def load_task(cfg: TaskConfig, tokenizer: Any, eos_id: int, seq_len: int, seed: int) -> tuple[SFTSet, SFTSet]:
     """The task's train and validation sets, tokenized and fitted to ``seq_len``."""
-    train_pairs = read_pairs(cfg.train, cfg.preset)
+    train_pairs = read_pairs(cfg.train, cfg.preset, cfg.prompt, cfg.answer)
     if cfg.val:
-        val_pairs = read_pairs(cfg.val, cfg.preset)
+        val_pairs = read_pairs(cfg.val, cfg.preset, cfg.prompt, cfg.answer)
     else:
         tr, va = split_indices(len(train_pairs), seed, cfg.val_size, cfg.val_fraction)
         train_pairs, val_pairs = [train_pairs[i] for i in tr], [train_pairs[i] for i in va]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mixkit.errors import MixkitError
+from mixkit.mix.stream import MixStream
 from mixkit.store import TokenStore
 from trainer import checkpoint as ckpt
 from trainer.evaluate import heldout_loss, task_loss
@@ -97,7 +98,13 @@ class StageRunner:
         out = self.run_dir / stage.name
         tcfg = self.cfg.train_config(stage, out, start if _is_checkpoint(start or "") else "")
         self.log(f"[{self.cfg.name}] stage {stage.name} ({stage.kind}) on mix {stage.mix}")
-        result = train(tcfg, resume=ckpt.latest_checkpoint(out) is not None)
+        seq_len = int(MixStream.open(stage.mix, self.cfg.data_dir or None).seq_len)
+
+        def evaluate(model: torch.nn.Module) -> dict[str, Any]:
+            losses = self.eval_losses(model, self.cfg.eval_seq_len or seq_len)
+            return {f"eval_{k}": v for k, v in losses.items()}
+
+        result = train(tcfg, resume=ckpt.latest_checkpoint(out) is not None, evaluate_fn=evaluate)
         final = ckpt.latest_checkpoint(out)
         if final is None:
             raise MixkitError(f"stage {stage.name}: no checkpoint was written in {out}")
@@ -122,6 +129,19 @@ class StageRunner:
             load_weights(model, weights)
         return model.to(self.device)
 
+    def eval_losses(self, model: torch.nn.Module, seq_len: int) -> dict[str, Any]:
+        """Held-out pretraining loss (when configured) and every task's validation loss."""
+        out: dict[str, Any] = {}
+        held = self.heldout()
+        if held is not None:
+            out["heldout_loss"] = heldout_loss(model, held, seq_len, self.cfg.eval_batch, self.device,
+                                               self.cfg.heldout_docs, autocast=self.autocast)
+        out["task_loss"] = {}
+        for name in self.cfg.tasks:
+            _, val = self.task_data(name, seq_len)
+            out["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
+        return out
+
     def evaluate_stage(self, stage: StageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
         key = _hash({"checkpoint": str(final), "identity": _weights_identity(str(final)), "heldout": results["heldout"],
                      "tasks": sorted(self.cfg.tasks)})
@@ -129,15 +149,7 @@ class StageRunner:
             return
         model = self._load_model(str(final))
         ev: dict[str, Any] = {"key": key, "step": ckpt.read_meta(final).get("step")}
-        held = self.heldout()
-        seq = self.cfg.eval_seq_len or seq_len
-        if held is not None:
-            ev["heldout_loss"] = heldout_loss(model, held, seq, self.cfg.eval_batch, self.device,
-                                              self.cfg.heldout_docs, autocast=self.autocast)
-        ev["task_loss"] = {}
-        for name in self.cfg.tasks:
-            _, val = self.task_data(name, seq)
-            ev["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
+        ev.update(self.eval_losses(model, self.cfg.eval_seq_len or seq_len))
         results["evals"][stage.name] = ev
         _save_results(self.run_dir, results)
         shown = ([f"held-out {ev['heldout_loss']:.4f}"] if "heldout_loss" in ev else []) + [

@@ -100,21 +100,26 @@ def evaluate(model: torch.nn.Module, stream: Any, batches: int, rank: int, world
     return float(total.item()) / (batches * world)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_stream: Any = None) -> TrainResult:
-    """Train per ``cfg``; ``stream`` (a MixStream-like object) replaces ``cfg.mix`` when given."""
+def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_stream: Any = None,
+          evaluate_fn: Any = None) -> TrainResult:
+    """Train per ``cfg``; ``stream`` (a MixStream-like object) replaces ``cfg.mix`` when given.
+
+    ``evaluate_fn(model) -> dict`` (rank 0 only), every ``eval_interval`` steps, is logged to
+    ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out and task losses.
+    """
     world, rank, local_rank = _dist_env()
     device = resolve_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(cfg, resume, stream, eval_stream, world, rank, device)
+        return _train(cfg, resume, stream, eval_stream, world, rank, device, evaluate_fn)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world: int, rank: int,
-           device: torch.device) -> TrainResult:
+           device: torch.device, evaluate_fn: Any = None) -> TrainResult:
     # -- data -----------------------------------------------------------------------------------------
     mcfg = cfg.model_config()
     stream = open_stream(stream if stream is not None else cfg.mix, cfg.resolved_data_dir())
@@ -247,6 +252,11 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
                 eval_loss = evaluate(train_model, eval_stream, cfg.eval_batches, rank, world, device, autocast)
                 if log is not None:
                     log.write({"step": step, "eval_loss": eval_loss})
+            if evaluate_fn is not None and cfg.eval_interval and done % cfg.eval_interval == 0 and done < stop:
+                if log is not None:
+                    log.write({"step": step, **evaluate_fn(model)})
+                if world > 1:
+                    dist.barrier()
             if done % cfg.checkpoint_interval == 0 or done == stop or done in cfg.keep_steps:
                 if is_main:
                     meta["last_batch_sha256"] = _batch_digest(stream, step)
