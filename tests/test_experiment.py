@@ -110,3 +110,12 @@ def test_config_errors(tmp_path):
     bad = dict(base, bogus=1)
     with pytest.raises(MixkitError, match="unknown config key 'bogus'"):
         parse_experiment(bad, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "small-cpu", "pythia-70m-gpu"])
+def test_shipped_configs_parse(name):
+    table = tomllib.loads((ROOT / "experiments" / f"{name}.toml").read_text())
+    cfg = parse_experiment(table)
+    assert cfg.baseline == "base" and len(cfg.seeds) == 2
+    assert {"code20", "math12", "instructions5", "qa20", "code100", "math100"} <= set(cfg.variants)
+    assert 0 < cfg.schedule.start_step < cfg.schedule.steps
