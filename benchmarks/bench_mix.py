@@ -22,23 +22,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 from mixkit.mix import MixPlan, MixStream, Phase, build_mix
 from mixkit.mix.indices import build_blending_indices
 from mixkit.store import write_store
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def bench_blend(size: int, weights: list[float], repeats: int) -> None:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 from mixkit.experiment_report import write_report
 from trainer import report as trainer_report
@@ -79,15 +79,6 @@ def make_experiment(root: Path, steps: int, sft_steps: int) -> list[Path]:
             "scale": {"model": "bench", "total_steps": steps}}
     (root / "experiment.json").write_text(json.dumps(spec))
     return run_dirs
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
