@@ -80,15 +80,15 @@ class StageRunner:
         heldout = self.heldout()
         results["heldout"] = {"store": heldout.name, "documents": min(self.cfg.heldout_docs, len(heldout))} if heldout else None
         previous = self.branch_from
-        for i, stage in enumerate(self.cfg.stages):
+        for stage in self.cfg.stages:
             if stage.kind == "sft":
                 weights = stage.init or previous
                 for task in stage.tasks:
                     self.run_sft(stage, task, weights, results)
                 continue
-            start = stage.init if (i == 0 or stage.init) and _is_checkpoint(stage.init or "") else previous
-            if i == 0 and self.branch_from:
-                start = self.branch_from
+            # A stage's own checkpoint `init` wins; otherwise it continues the stage before it
+            # (or, for the first stage, the `--from` checkpoint).
+            start = stage.init if stage.init and _is_checkpoint(stage.init) else previous
             final, seq_len = self.run_train_stage(stage, start, results)
             previous, self.train_seq_len = str(final), seq_len
             self.evaluate_stage(stage, final, seq_len, results)
