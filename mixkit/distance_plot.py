@@ -7,24 +7,19 @@ backend (no display needed) and written atomically.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from mixkit import atomic
+from mixkit.figures import pyplot, save_png
 
 
 def plot_distance_matrix(
     matrix: np.ndarray, labels: Sequence[str], metric: str, path: str | os.PathLike, *, title: str | None = None
 ) -> None:
     """Write ``matrix`` (rows/columns named by ``labels``) as a labelled heatmap PNG to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(labels)
     size = max(4.0, 0.9 * n + 2.0)
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
@@ -41,9 +36,6 @@ def plot_distance_matrix(
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color="black" if light else "white")
         fig.colorbar(im, ax=ax, label=metric)
         ax.set_title(title or f"{metric} between unigram distributions")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, metadata={"Software": None})
+        save_png(fig, path, dpi=120)
     finally:
-        plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+        plt.close(fig)  # also when drawing failed

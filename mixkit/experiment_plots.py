@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -21,31 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixkit import atomic
+from mixkit.figures import pyplot, save_png
 from mixkit.run_results import METRICS_FILE, read_metrics
 
 if TYPE_CHECKING:
     from mixkit.experiment_report import Correlation, Experiment, Point, TaskTable
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_pyplot = pyplot
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    plt = _pyplot()
-    try:
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    finally:
-        plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def _colors(names: Sequence[str]) -> dict[str, Any]:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
-from mixkit import atomic
+from mixkit.figures import pyplot, save_png
 
 
 def plot_loss(records: list[dict[str, Any]], out_path: str | os.PathLike, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval_loss" in r]
@@ -34,8 +30,4 @@ def plot_loss(records: list[dict[str, Any]], out_path: str | os.PathLike, title:
     ax.grid(alpha=0.3)
     if train or evals:
         ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic.write_bytes(out_path, buf.getvalue())
+    save_png(fig, out_path)

@@ -29,6 +29,7 @@ from typing import Any
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from mixkit.figures import pyplot, save_png
 from mixkit.run_results import read_results, relative_benefit, relative_change, results_path, sft_losses, sft_tasks
 
 MISSING = "—"
@@ -163,10 +164,7 @@ def write_csv(rows: Sequence[Row], path: str | os.PathLike) -> None:
 def plot_report(rows: Sequence[Row], path: str | os.PathLike) -> None:
     """Grouped bars PNG: left, SFT val loss per task (a bar per run, benefit written above);
     right, C4 val loss after SFT per task. A missing value is a gap marked "—"."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     tasks = list(dict.fromkeys(r.task for r in rows))
@@ -214,11 +212,9 @@ def plot_report(rows: Sequence[Row], path: str | os.PathLike) -> None:
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                    title="run (hatched: baseline)", title_fontsize=8)
         fig.tight_layout(rect=(0, min(0.4, 0.06 + 0.05 * nrows), 1, 1))
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
+        save_png(fig, path, tight=False)
     finally:
-        plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+        plt.close(fig)  # also when drawing failed
 
 
 def write_report(paths: Sequence[str | os.PathLike], baseline: str, out_dir: str | os.PathLike = ".") -> list[Row]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from mixkit import atomic
+from mixkit.figures import pyplot, save_png
 from mixkit.mix.stream import MixStream
 
 MAX_POINTS = 2000
@@ -91,12 +91,7 @@ def cumulative_shares(stream: MixStream, max_points: int = MAX_POINTS) -> tuple[
 
 def plot_shares(stream: MixStream, path: str | os.PathLike) -> Path:
     """Write the cumulative-share PNG to ``path`` (atomically); return the path."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps, shares = cumulative_shares(stream)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
@@ -111,10 +106,6 @@ def plot_shares(stream: MixStream, path: str | os.PathLike) -> Path:
     ax.set_title(f"mix {stream.manifest['name']}: cumulative share per dataset")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
     path = Path(path)
-    atomic.write_bytes(path, buf.getvalue())
+    save_png(fig, path)
     return path
