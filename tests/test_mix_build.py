@@ -218,5 +218,14 @@ def test_out_buffer_on_the_packed_path(data_dir, stores):
     buf = np.empty((3, 13), dtype=np.int64)
     for step in range(4):
         assert np.array_equal(s.batch(step, 1, 2, out=buf), s.batch(step)[3:])
-    with pytest.raises(MixkitError, match="out must be"):
-        s.batch(0, out=np.empty((6, 13), dtype=np.int32))
+    for bad in (
+        np.empty((6, 13), dtype=np.int32),
+        np.empty((6, 13), dtype=np.float64),  # the same strides as a right buffer
+        np.empty((6, 13), dtype=np.int64, order="F"),
+        np.empty((6, 26), dtype=np.int64)[:, ::2],
+        np.empty((5, 13), dtype=np.int64),
+    ):
+        with pytest.raises(MixkitError, match="out must be"):
+            s.batch(0, out=bad)
+    one = np.empty((2, 13), dtype=np.int64)[:1]  # one row: C-contiguous whatever its first stride
+    assert np.array_equal(s.batch(2, 5, 6, out=one), s.batch(2)[5:])

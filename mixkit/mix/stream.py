@@ -26,6 +26,8 @@ from mixkit.errors import MixkitError
 from mixkit.mix.build import MIX_FORMAT, mix_dir
 from mixkit.store import TokenStore, read_index, resolve_data_dir, sha256_file
 
+_INT64 = np.dtype(np.int64)
+
 
 @njit(cache=True, inline="always")
 def _copy_sample(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, m, dst):
@@ -64,14 +66,49 @@ def _gather(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_id
 
 
 @njit(cache=True)
-def _gather_all(ds, sn, tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, out):
-    """All rows in one call when every dataset's arrays share dtypes (tuples indexed by dataset id)."""
-    for i in range(ds.size):
-        k = ds[i]
-        _copy_sample(
-            tokens[k], lengths[k], pointers[k], itemsize[k], doc_idx[k], sample_idx[k], shuffle_idx[k],
-            per_epoch[k], n_docs[k], sn[i], out[i],
-        )
+def _fetch(ds, sn, lo, tokens, lengths, pointers, doc_idx, sample_idx, shuffle_idx, params, out):
+    """Global samples ``[lo, lo + len(out))`` into ``out`` when every dataset's arrays share dtypes.
+
+    The per-dataset arrays come as tuples indexed by dataset id and ``params[k]`` is
+    ``(itemsize, samples per epoch, documents)``, so a call takes few arguments (Numba's
+    call cost grows with their number, and for an 8-row batch it is a third of the time).
+    Two passes: first each row's chain of dependent lookups (shuffle, then sample_idx),
+    which is independent across rows so the CPU overlaps their cache misses; then the
+    token copies.
+    """
+    n = out.shape[0]
+    loc = np.empty((n, 6), dtype=np.int64)
+    for i in range(n):
+        k = np.int64(ds[lo + i])
+        m = np.int64(sn[lo + i])
+        per_epoch = params[k, 1]
+        e = m // per_epoch
+        r = e * (per_epoch + 1) + np.int64(shuffle_idx[k][m])  # every epoch's shuffle back to back
+        si = sample_idx[k]
+        loc[i, 0] = k
+        loc[i, 1] = e * params[k, 2]
+        loc[i, 2] = si[r, 0]
+        loc[i, 3] = si[r, 1]
+        loc[i, 4] = si[r + 1, 0]
+        loc[i, 5] = si[r + 1, 1]
+    for i in range(n):
+        k = loc[i, 0]
+        base, d0, o0, d1, o1 = loc[i, 1], loc[i, 2], loc[i, 3], loc[i, 4], loc[i, 5]
+        tok, lens, ptrs, docs = tokens[k], lengths[k], pointers[k], doc_idx[k]
+        itemsize = params[k, 0]
+        dst = out[i]
+        col = 0
+        for d in range(d0, d1 + 1):
+            doc = docs[base + d]
+            start = o0 if d == d0 else 0
+            stop = o1 + 1 if d == d1 else np.int64(lens[doc])
+            first = ptrs[doc] // itemsize + start
+            size = stop - start
+            src = tok[first : first + size]
+            seg = dst[col : col + size]
+            for t in range(size):
+                seg[t] = src[t]
+            col += size
 
 
 class MixStream:
@@ -184,13 +221,13 @@ class MixStream:
         shape = (hi - lo, self.seq_len + 1)
         if out is None:
             out = np.empty(shape, dtype=np.int64)
-        elif out.shape != shape or out.dtype != np.int64 or not out.flags.c_contiguous:
-            raise MixkitError(f"out must be a C-contiguous int64 array of shape {shape}")
+        else:
+            self._check_out(out, hi - lo)
+        if self._packed is not None:
+            _fetch(self._ds, self._sn, lo, *self._packed, out)
+            return out
         ds = self._ds[lo:hi]
         sn = self._sn[lo:hi]
-        if self._packed is not None:
-            _gather_all(ds, sn, *self._packed, out)
-            return out
         for k in np.unique(ds):
             rows = np.flatnonzero(ds == k)
             _gather(*self._datasets[int(k)], np.ascontiguousarray(sn[rows]), rows, out)
@@ -205,15 +242,21 @@ class MixStream:
         gb = self.global_batch
         if not (0 <= step < self.num_steps and 0 <= rank < world_size and gb % world_size == 0):
             self._rows(step, rank, world_size)  # raises the precise error
-        if out is None or self._packed is None:
+        if self._packed is None:
             return self.samples(*self._rows(step, rank, world_size), out)
-        # The common path (a training loop reusing its buffer), with as little Python as possible.
+        # The common path, with as little Python as possible: at 8 rows it is a third of the time.
         per = gb // world_size
-        lo = step * gb + rank * per
-        if out.shape != (per, self.seq_len + 1) or out.dtype != np.int64 or not out.flags.c_contiguous:
-            raise MixkitError(f"out must be a C-contiguous int64 array of shape {(per, self.seq_len + 1)}")
-        _gather_all(self._ds[lo : lo + per], self._sn[lo : lo + per], *self._packed, out)
+        if out is None:
+            out = np.empty((per, self.seq_len + 1), dtype=np.int64)
+        elif out.strides != (8 * (self.seq_len + 1), 8) or out.shape != (per, self.seq_len + 1) or out.dtype is not _INT64:
+            self._check_out(out, per)
+        _fetch(self._ds, self._sn, step * gb + rank * per, *self._packed, out)
         return out
+
+    def _check_out(self, out: np.ndarray, rows: int) -> None:
+        shape = (rows, self.seq_len + 1)
+        if out.shape != shape or out.dtype != np.int64 or not out.flags.c_contiguous:
+            raise MixkitError(f"out must be a C-contiguous int64 array of shape {shape}")
 
     def verify(self) -> None:
         """Recompute the sha256 of every index file and every input store (reads everything)."""
@@ -231,15 +274,13 @@ class MixStream:
 
 
 def _pack(datasets: list[tuple]) -> tuple | None:
-    """Per-field tuples for ``_gather_all`` when every dataset's arrays share dtype and rank, else None."""
-    fields = list(zip(*datasets))
-    for f in fields:
-        if isinstance(f[0], np.ndarray) and len({(a.dtype, a.ndim) for a in f}) != 1:
-            return None
-    return tuple(
-        f if isinstance(f[0], np.ndarray) else np.array(f, dtype=np.int64)
-        for f in fields
-    )
+    """``_fetch``'s per-dataset arguments when every dataset's arrays share dtype and rank, else None."""
+    tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs = zip(*datasets)
+    arrays = (tokens, lengths, pointers, doc_idx, sample_idx, shuffle_idx)
+    if any(len({(a.dtype, a.ndim) for a in f}) != 1 for f in arrays):
+        return None
+    params = np.ascontiguousarray(np.array([itemsize, per_epoch, n_docs], dtype=np.int64).T)
+    return (*arrays, params)
 
 
 def _load(path: Path) -> np.ndarray:
