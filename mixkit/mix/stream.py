@@ -30,16 +30,23 @@ _INT64 = np.dtype(np.int64)
 
 
 @njit(cache=True, inline="always")
-def _copy_sample(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, m, dst):
-    """Write stream sample ``m`` of one dataset into the 1-D int64 row ``dst``."""
+def _locate(sample_idx, shuffle_idx, per_epoch, n_docs, m, loc):
+    """``loc[:] = (base, d0, o0, d1, o1)`` of stream sample ``m``: its tokens run from offset
+    ``o0`` of the document at position ``d0`` of its epoch's ``doc_idx[base:]`` to offset
+    ``o1`` (inclusive) of the one at ``d1``."""
     e = m // per_epoch
-    j = np.int64(shuffle_idx[m])  # every epoch's shuffle back to back: [e*S + m % S] is [m]
-    r = e * (per_epoch + 1) + j
-    d0 = np.int64(sample_idx[r, 0])
-    o0 = np.int64(sample_idx[r, 1])
-    d1 = np.int64(sample_idx[r + 1, 0])
-    o1 = np.int64(sample_idx[r + 1, 1])
-    base = e * n_docs
+    r = e * (per_epoch + 1) + np.int64(shuffle_idx[m])  # every epoch's shuffle back to back: [e*S + m % S] is [m]
+    loc[0] = e * n_docs
+    loc[1] = sample_idx[r, 0]
+    loc[2] = sample_idx[r, 1]
+    loc[3] = sample_idx[r + 1, 0]
+    loc[4] = sample_idx[r + 1, 1]
+
+
+@njit(cache=True, inline="always")
+def _copy_docs(tokens, lengths, pointers, itemsize, doc_idx, loc, dst):
+    """Write the tokens ``_locate`` found into the 1-D int64 row ``dst``."""
+    base, d0, o0, d1, o1 = loc[0], loc[1], loc[2], loc[3], loc[4]
     col = 0
     for d in range(d0, d1 + 1):
         doc = doc_idx[base + d]
@@ -59,10 +66,10 @@ def _copy_sample(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuff
 @njit(cache=True)
 def _gather(tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, stream_ids, rows, out):
     """Copy stream samples ``stream_ids`` of one dataset into ``out[rows]``."""
+    loc = np.empty(5, dtype=np.int64)
     for i in range(stream_ids.size):
-        _copy_sample(
-            tokens, lengths, pointers, itemsize, doc_idx, sample_idx, shuffle_idx, per_epoch, n_docs, stream_ids[i], out[rows[i]]
-        )
+        _locate(sample_idx, shuffle_idx, per_epoch, n_docs, np.int64(stream_ids[i]), loc)
+        _copy_docs(tokens, lengths, pointers, itemsize, doc_idx, loc, out[rows[i]])
 
 
 @njit(cache=True)
@@ -77,38 +84,13 @@ def _fetch(ds, sn, lo, tokens, lengths, pointers, doc_idx, sample_idx, shuffle_i
     token copies.
     """
     n = out.shape[0]
-    loc = np.empty((n, 6), dtype=np.int64)
+    loc = np.empty((n, 5), dtype=np.int64)
     for i in range(n):
-        k = np.int64(ds[lo + i])
-        m = np.int64(sn[lo + i])
-        per_epoch = params[k, 1]
-        e = m // per_epoch
-        r = e * (per_epoch + 1) + np.int64(shuffle_idx[k][m])  # every epoch's shuffle back to back
-        si = sample_idx[k]
-        loc[i, 0] = k
-        loc[i, 1] = e * params[k, 2]
-        loc[i, 2] = si[r, 0]
-        loc[i, 3] = si[r, 1]
-        loc[i, 4] = si[r + 1, 0]
-        loc[i, 5] = si[r + 1, 1]
+        k = ds[lo + i]
+        _locate(sample_idx[k], shuffle_idx[k], params[k, 1], params[k, 2], np.int64(sn[lo + i]), loc[i])
     for i in range(n):
-        k = loc[i, 0]
-        base, d0, o0, d1, o1 = loc[i, 1], loc[i, 2], loc[i, 3], loc[i, 4], loc[i, 5]
-        tok, lens, ptrs, docs = tokens[k], lengths[k], pointers[k], doc_idx[k]
-        itemsize = params[k, 0]
-        dst = out[i]
-        col = 0
-        for d in range(d0, d1 + 1):
-            doc = docs[base + d]
-            start = o0 if d == d0 else 0
-            stop = o1 + 1 if d == d1 else np.int64(lens[doc])
-            first = ptrs[doc] // itemsize + start
-            size = stop - start
-            src = tok[first : first + size]
-            seg = dst[col : col + size]
-            for t in range(size):
-                seg[t] = src[t]
-            col += size
+        k = ds[lo + i]
+        _copy_docs(tokens[k], lengths[k], pointers[k], params[k, 0], doc_idx[k], loc[i], out[i])
 
 
 class MixStream:
