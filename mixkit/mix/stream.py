@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -128,6 +129,9 @@ class MixStream:
                 )
             )
         self._packed = _pack(self._datasets)
+        if self._packed is not None:
+            no_rows = np.empty((0, self.seq_len + 1), dtype=np.int64)
+            self._fetch = _compiled(_fetch, (self._ds, self._sn, 0, *self._packed, no_rows))
 
     @classmethod
     def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> MixStream:
@@ -206,7 +210,7 @@ class MixStream:
         else:
             self._check_out(out, hi - lo)
         if self._packed is not None:
-            _fetch(self._ds, self._sn, lo, *self._packed, out)
+            self._fetch(self._ds, self._sn, lo, *self._packed, out)
             return out
         ds = self._ds[lo:hi]
         sn = self._sn[lo:hi]
@@ -232,7 +236,7 @@ class MixStream:
             out = np.empty((per, self.seq_len + 1), dtype=np.int64)
         elif out.strides != (8 * (self.seq_len + 1), 8) or out.shape != (per, self.seq_len + 1) or out.dtype is not _INT64:
             self._check_out(out, per)
-        _fetch(self._ds, self._sn, step * gb + rank * per, *self._packed, out)
+        self._fetch(self._ds, self._sn, step * gb + rank * per, *self._packed, out)
         return out
 
     def _check_out(self, out: np.ndarray, rows: int) -> None:
@@ -263,6 +267,20 @@ def _pack(datasets: list[tuple]) -> tuple | None:
         return None
     params = np.ascontiguousarray(np.array([itemsize, per_epoch, n_docs], dtype=np.int64).T)
     return (*arrays, params)
+
+
+def _compiled(dispatcher: Any, args: tuple) -> Any:
+    """The machine-code entry of ``dispatcher`` for the types of ``args``, else ``dispatcher``.
+
+    Calling the entry skips Numba's per-call type dispatch, half of the fixed cost of a
+    call with this many array arguments (about 1 of 2 µs, on an 8-row batch of 5 µs).
+    Safe because a stream always calls with arguments of exactly these types: its own
+    arrays, an int and a checked int64 C-contiguous ``out``.
+    """
+    dispatcher(*args)  # compile, or load the cached machine code
+    overloads = getattr(dispatcher, "overloads", {})
+    compiled = overloads.get(tuple(numba.typeof(a) for a in args))
+    return getattr(compiled, "entry_point", None) or dispatcher
 
 
 def _load(path: Path) -> np.ndarray:
