@@ -14,6 +14,8 @@
    cache) against a plain copy of an int64 array of the same shape (``np.copyto``).
    Prints ``fetch/copy`` (target: at most 2).
 
+The last line, ``ratio: X``, is the smaller of the two blend ratios.
+
     python benchmarks/bench_mix.py [--steps 61035] [--global-batch 1024] [--repeats 3] [--skip-blend]
 """
 
@@ -32,7 +34,7 @@ from mixkit.mix.indices import build_blending_indices
 from mixkit.store import write_store
 
 
-def bench_blend(size: int, weights: list[float], repeats: int) -> None:
+def bench_blend(size: int, weights: list[float], repeats: int) -> float:
     from megatron.core.datasets import helpers_cpp
 
     w = np.array(weights, dtype=np.float64)
@@ -59,6 +61,7 @@ def bench_blend(size: int, weights: list[float], repeats: int) -> None:
     )
     if not same:
         raise SystemExit("outputs differ")
+    return t_meg / t_mix
 
 
 def synthetic_docs(rng: np.random.Generator, n_tokens: int, vocab: int = 50277):
@@ -129,11 +132,14 @@ def main() -> None:
     ap.add_argument("--skip-fetch", action="store_true")
     args = ap.parse_args()
     size = args.steps * args.global_batch
+    ratios = []
     if not args.skip_blend:
-        bench_blend(size, [0.8, 0.2], args.repeats)
-        bench_blend(size, [0.5, 0.2, 0.1, 0.1, 0.1], args.repeats)
+        ratios.append(bench_blend(size, [0.8, 0.2], args.repeats))
+        ratios.append(bench_blend(size, [0.5, 0.2, 0.1, 0.1, 0.1], args.repeats))
     if not args.skip_fetch:
         bench_fetch(args.repeats)
+    if ratios:
+        print(f"ratio: {min(ratios):.2f}")  # the smaller blend ratio: Megatron's C++ time over ours
 
 
 if __name__ == "__main__":
