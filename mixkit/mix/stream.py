@@ -129,9 +129,7 @@ class MixStream:
                 )
             )
         self._packed = _pack(self._datasets)
-        if self._packed is not None:
-            no_rows = np.empty((0, self.seq_len + 1), dtype=np.int64)
-            self._fetch = _compiled(_fetch, (self._ds, self._sn, 0, *self._packed, no_rows))
+        self._fetch_entry = None  # bound on the first read, so opening a mix for its metadata compiles nothing
 
     @classmethod
     def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> MixStream:
@@ -210,7 +208,7 @@ class MixStream:
         else:
             self._check_out(out, hi - lo)
         if self._packed is not None:
-            self._fetch(self._ds, self._sn, lo, *self._packed, out)
+            (self._fetch_entry or self._bind_fetch())(self._ds, self._sn, lo, *self._packed, out)
             return out
         ds = self._ds[lo:hi]
         sn = self._sn[lo:hi]
@@ -236,8 +234,13 @@ class MixStream:
             out = np.empty((per, self.seq_len + 1), dtype=np.int64)
         elif out.strides != (8 * (self.seq_len + 1), 8) or out.shape != (per, self.seq_len + 1) or out.dtype is not _INT64:
             self._check_out(out, per)
-        self._fetch(self._ds, self._sn, step * gb + rank * per, *self._packed, out)
+        (self._fetch_entry or self._bind_fetch())(self._ds, self._sn, step * gb + rank * per, *self._packed, out)
         return out
+
+    def _bind_fetch(self) -> Any:
+        no_rows = np.empty((0, self.seq_len + 1), dtype=np.int64)
+        self._fetch_entry = _compiled(_fetch, (self._ds, self._sn, 0, *self._packed, no_rows))
+        return self._fetch_entry
 
     def _check_out(self, out: np.ndarray, rows: int) -> None:
         shape = (rows, self.seq_len + 1)
