@@ -6,8 +6,8 @@ math100), four SFT tasks, a 7 x 7 distance matrix, and per run ``--steps`` pretr
 metric lines (the base run holds the shared pretraining prefix) plus ``--sft-steps`` lines per
 SFT task. Times, best of ``--repeats``:
 
-- ``mixkit.experiment_report.write_report`` (report.md and its four PNGs), and
-- ``trainer report`` over the eight runs (``trainer.report.write_report``: table, CSV, PNG).
+- ``lab.report.write_report`` (report.md and its four PNGs), and
+- ``trainer report`` over the eight runs (``lab.run_report.write_report``: table, CSV, PNG).
 
 Both are dominated by matplotlib; the numbers say whether a report is cheap enough to be
 rewritten after every finished run.
@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from timing import best_of  # benchmarks/ is on sys.path when run as a script
 
-from mixkit.experiment_report import write_report
-from trainer import report as trainer_report
+from lab import run_report as trainer_report
+from lab.report import write_report
+
 
 TASKS = ["gsm8k", "code", "instructions", "qa"]
 VARIANTS = {"base": "c4:1", "code20": "c4:0.8,code:0.2", "math12": "c4:0.88,math:0.12",

@@ -10,13 +10,14 @@ import click
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME).")
 def experiment(config_path, out):
     """Tokenize, measure, mix, pretrain, midtrain, finetune, and write OUT/report.md."""
-    from mixkit.experiment import run_experiment
-    from mixkit.experiment_config import load_experiment
+    from lab.config import load_study
+    from lab.report import report_sections
+    from lab.runner import run_study
 
-    cfg = load_experiment(config_path)
-    report = run_experiment(cfg, out, log=lambda m: click.echo(m, err=True),
-                            command=f"mixkit experiment --config {config_path}" + (f" --out {out}" if out else ""))
-    text = report.read_text()
-    # The tables people came for, on the terminal too.
-    start = text.find("\n## ")
-    click.echo(text[start + 1 :] if start >= 0 else text)
+    cfg = load_study(config_path, kind="experiment")
+    command = f"mixkit experiment --config {config_path}" + (f" --out {out}" if out else "")
+    report = run_study(cfg, out, log=lambda m: click.echo(m, err=True), command=command, config_path=config_path)
+    click.echo(report_sections(report))  # the tables people came for, on the terminal too
+
+
+

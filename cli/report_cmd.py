@@ -20,7 +20,7 @@ def report(run_dirs: tuple[str, ...], baseline: str, out_dir: str) -> None:
     """
     from pathlib import Path
 
-    from trainer.report import format_table, write_report
+    from lab.run_report import format_table, write_report
 
     rows = write_report(run_dirs, baseline, out_dir)
     click.echo(format_table(rows))

@@ -16,37 +16,26 @@ import click
 @click.option("--gpus", default="", help="Comma-separated GPU ids handed to the jobs in turn (CUDA_VISIBLE_DEVICES).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (variants, kept checkpoints, cost) and stop.")
 @click.option("--report-only", is_flag=True, help="Write the report from whatever runs have finished; train nothing.")
-@click.option("--run", "run_name", default="", hidden=True,
-              help="Train only this run (needs the stores, mixes and base run); used by --jobs.")
+@click.option("--run", "run_name", default="",
+              help="Train only this run (needs the stores, mixes and base run): for spreading a grid over machines.")
 def sweep(config_path, out, jobs, gpus, dry_run, report_only, run_name):
     """Pretrain once per seed, branch every (start step, ratio) variant from it, finetune, report."""
-    from mixkit.sweep import Sweep, default_out
-    from mixkit.sweep_config import load_sweep
+    from lab.config import load_study
+    from lab.report import report_sections, write_report
+    from lab.runner import StudyRunner, default_out
 
-    cfg = load_sweep(config_path)
+    cfg = load_study(config_path, kind="sweep")
     out = out or str(default_out(cfg))
     command = f"mixkit sweep --config {shlex.quote(config_path)} --out {shlex.quote(out)}" + (
         f" --jobs {jobs}" if jobs > 1 else "")
-    s = Sweep(cfg, out, log=lambda m: click.echo(m, err=True), command=command, config_path=config_path, jobs=jobs,
-              gpus=tuple(g.strip() for g in gpus.split(",") if g.strip()))
+    runner = StudyRunner(cfg, out, log=lambda m: click.echo(m, err=True), command=command, config_path=config_path,
+                         jobs=jobs, gpus=tuple(g.strip() for g in gpus.split(",") if g.strip()))
     if dry_run:
-        for line in s.plan.describe(len(cfg.experiment.tasks)):
+        for line in runner.describe_plan():
             click.echo(line)
         return
     if run_name:
-        s.run_one(run_name)
+        runner.run_one(run_name)
         return
-    if report_only:
-        from mixkit.sweep_report import write_sweep_report
-
-        report = write_sweep_report(s.out)
-    else:
-        report = s.run()
-    text = report.read_text()
-    start = text.find("\n## ")
-    end = text.find("\n## Per-variant")
-    click.echo(text[start + 1 : end if end > start else None] if start >= 0 else text)
-
-
-if __name__ == "__main__":
-    sweep()
+    report = write_report(runner.out) if report_only else runner.run()
+    click.echo(report_sections(report))

@@ -1,4 +1,4 @@
-"""The PNG figures of an experiment's ``report.md`` (matplotlib, Agg backend, written atomically).
+"""The PNG figures of a study's ``report.md`` (matplotlib, Agg backend, written atomically).
 
 - ``loss_curves.png``: the pretrain and the midtrain training loss against step of each
   variant's first seed with a run directory (a shared pretraining run that variants were
@@ -8,6 +8,15 @@
   written beside it; the title carries the pooled Pearson r.
 - ``forgetting_vs_task_loss.png``: x the SFT validation loss, y the C4 loss after SFT, one
   point per (variant, task); the baseline drawn as a star.
+
+And a sweep's:
+
+- ``plot_heatmaps``: one figure per task; per added dataset a row of two panels, the
+  benefit (diverging colours centred on 0, blue = better than the baseline) and the C4
+  loss after SFT (darker = more forgetting), each cell annotated; unmeasured cells grey.
+- ``plot_benefit_lines``: one panel per (dataset, task), benefit (%) against start step with
+  one line per ratio, and the baseline seed spread as a grey band around 0 (differences
+  inside it are seed noise).
 """
 
 from __future__ import annotations
@@ -16,18 +25,14 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lab.analysis import Correlation, Point, SweepGrid, TaskTable
+from lab.results import StudyResults
 from mixkit.figures import pyplot, save_png
 from mixkit.run_results import METRICS_FILE, read_metrics
-
-if TYPE_CHECKING:
-    from mixkit.experiment_report import Correlation, Experiment, Point, TaskTable
-
-
-_pyplot = pyplot
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -35,7 +40,7 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 
 def _colors(names: Sequence[str]) -> dict[str, Any]:
-    plt = _pyplot()
+    plt = pyplot()
     cycle = plt.get_cmap("tab10").colors
     return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
 
@@ -94,7 +99,7 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def smooth(ys: Sequence[float], window: int) -> np.ndarray:
+def moving_average(ys: Sequence[float], window: int) -> np.ndarray:
     """Trailing moving average over ``window`` points (shorter at the start): mean(ys[max(0, i-w+1) : i+1])."""
     y = np.asarray(ys, dtype=np.float64)
     if window <= 1 or y.size == 0:
@@ -120,14 +125,14 @@ def _clip_start_spike(ax, series: list[np.ndarray]) -> None:
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.15 * (hi - lo))
 
 
-def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
+def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
     """Write the loss-curves figure; False (nothing written) when no run has logged a loss yet.
 
     Panels: pretrain stages, midtrain stages, then one per SFT task. Training losses are drawn
     as a trailing moving average over 1/50 of each curve's points (the raw per-step loss is
     too noisy to tell variants apart); SFT validation losses as dots.
     """
-    plt = _pyplot()
+    plt = pyplot()
     colors = _colors(list(exp.runs))
     panels = 2 + len(exp.tasks)
     ncols = min(3, panels)
@@ -153,7 +158,7 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
                 if xs:
                     k = 0 if "pretrain" in stage_dir.name or "midtrain" not in stage_dir.name else 1
                     w = _window(len(ys))
-                    y = smooth(ys, w)
+                    y = moving_average(ys, w)
                     flat[k].plot(xs, y, "-", color="black", linewidth=1.0,
                                  label=f"{stage_dir.parent.name}: {stage_dir.name} (shared)")
                     drawn[k].append(y)
@@ -166,7 +171,7 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
                 if xs:
                     k = 0 if "pretrain" in kind else 1
                     w = _window(len(ys))
-                    y = smooth(ys, w)
+                    y = moving_average(ys, w)
                     flat[k].plot(xs, y, "-", color=colors[variant], linewidth=1.0, label=f"{variant}: {d}")
                     drawn[k].append(y)
                     windows[k].add(w)
@@ -176,7 +181,7 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
                 xs, ys = _series(recs, "loss")
                 if xs:
                     w = _window(len(ys))
-                    y = smooth(ys, w)
+                    y = moving_average(ys, w)
                     flat[k].plot(xs, y, "-", color=colors[variant], linewidth=0.9, label=f"{variant} train")
                     drawn[k].append(y)
                     windows[k].add(w)
@@ -211,7 +216,7 @@ def plot_loss_curves(exp: Experiment, path: str | os.PathLike) -> bool:
 
 def plot_benefit_vs_proximity(points: Sequence[Point], corrs: Sequence[Correlation], metric: str,
                               path: str | os.PathLike) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(p.task for p in points))
     colors = _colors(tasks)
     r_of = {c.scope: c for c in corrs}
@@ -242,7 +247,7 @@ def plot_benefit_vs_proximity(points: Sequence[Point], corrs: Sequence[Correlati
 
 
 def plot_forgetting(tables: Sequence[TaskTable], baseline: str, path: str | os.PathLike) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     colors = _colors([t.task for t in tables])
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     try:
@@ -267,3 +272,82 @@ def plot_forgetting(tables: Sequence[TaskTable], baseline: str, path: str | os.P
         plt.close(fig)
         raise
     _save(fig, path)
+
+
+
+def _heatmap(ax, values: np.ndarray, g: SweepGrid, cmap: str, centred: bool, fmt, title: str) -> None:
+    plt = pyplot()
+    finite = values[np.isfinite(values)]
+    if centred:
+        lim = float(np.max(np.abs(finite))) if finite.size else 1.0
+        vmin, vmax = -(lim or 1.0), (lim or 1.0)
+    else:
+        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if vmin == vmax:
+            vmin, vmax = vmin - 1e-6, vmax + 1e-6
+    cm = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(g.ratios)), [f"{100 * r:g}%" for r in g.ratios])
+    ax.set_yticks(range(len(g.start_steps)), [str(s) for s in g.start_steps])
+    ax.set_xlabel(f"ratio of {g.dataset}")
+    ax.set_ylabel("start step")
+    ax.set_title(title, fontsize=10)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            text = "—" if not math.isfinite(v) else fmt(v)
+            dark = math.isfinite(v) and (abs(v) > 0.6 * vmax if centred else (v - vmin) > 0.6 * (vmax - vmin))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+
+
+def plot_heatmaps(grids: Sequence[SweepGrid], path: str | os.PathLike) -> None:
+    """Benefit and C4-loss heatmaps of one task's grids (one row per added dataset)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(grids), 2, figsize=(11, 0.6 * max(4, len(grids[0].start_steps)) * len(grids) + 1.5),
+                             squeeze=False)
+    try:
+        for row, g in zip(axes, grids):
+            spread = "" if g.spread is None else f"; seed spread {100 * g.spread:.2f}%"
+            _heatmap(row[0], g.benefit, g, "RdBu", True, lambda v: f"{100 * v:+.1f}%",
+                     f"{g.task}: benefit vs baseline ({g.dataset}{spread})")
+            base = "" if g.baseline_heldout is None else f"; baseline {g.baseline_heldout:.3f}"
+            _heatmap(row[1], g.heldout, g, "magma_r", False, lambda v: f"{v:.3f}",
+                     f"{g.task}: C4 loss after SFT ({g.dataset}{base})")
+    except BaseException:
+        plt.close(fig)
+        raise
+    _save(fig, path)
+
+
+def plot_benefit_lines(grids: Sequence[SweepGrid], path: str | os.PathLike) -> None:
+    """Benefit against start step, one line per ratio; one panel per (dataset, task)."""
+    plt = pyplot()
+    n = len(grids)
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    try:
+        colors = plt.get_cmap("viridis")
+        for ax, g in zip(axes.flat, grids):
+            for j, r in enumerate(g.ratios):
+                y = 100 * g.benefit[:, j]
+                ok = np.isfinite(y)
+                if ok.any():
+                    ax.plot(np.asarray(g.start_steps)[ok], y[ok], "o-", color=colors(j / max(1, len(g.ratios) - 1)),
+                            label=f"ratio {100 * r:g}%")
+            if g.spread is not None:
+                ax.axhspan(-100 * g.spread, 100 * g.spread, color="gray", alpha=0.2, label="seed spread")
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_title(f"{g.task}: benefit, mixing in {g.dataset}", fontsize=10)
+            ax.set_xlabel("start step")
+            ax.set_ylabel("benefit vs baseline (%)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+    except BaseException:
+        plt.close(fig)
+        raise
+    _save(fig, path)
+

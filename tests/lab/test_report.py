@@ -10,20 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.analysis import correlations, proximity_points, task_tables
+from lab.findings import _verdict, finding_a, finding_b, finding_c
+from lab.plots import _branch_sources, _stage_dirs, moving_average, plot_loss_curves
+from lab.report import write_report
+from lab.results import load_results
 from mixkit.errors import MixkitError
-from mixkit.experiment_plots import _branch_sources, _stage_dirs, plot_loss_curves, smooth
-from mixkit.experiment_report import (
-    _verdict,
-    correlations,
-    finding_a,
-    finding_b,
-    finding_c,
-    load_experiment,
-    parse_mixture,
-    proximity_points,
-    task_tables,
-    write_report,
-)
+from mixkit.mixture import Mixture
+from tests.support import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -42,34 +36,6 @@ PROXIMITY = {
     "code100": {"gsm8k": -0.02, "code": 0.30},
     "math100": {"gsm8k": 0.05, "code": -0.01},
 }
-
-
-def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], branched: bool = True) -> None:
-    """A run directory as `trainer train` with stages writes it: results.json plus metrics.jsonl per stage."""
-    d = root / "runs" / name
-    stages = [] if branched else [{"name": "pretrain", "kind": "pretrain", "dir": "pretrain", "start_step": 0,
-                                   "end_step": 6, "final_loss": 5.0}]
-    stages.append({"name": "midtrain", "kind": "midtrain", "dir": "midtrain", "start_step": 6, "end_step": 10,
-                   "final_loss": 4.0})
-    if branched:  # as written from the directory the experiment was started in
-        stages[-1]["branched_from"] = "out/unit/runs/pretrain-s1234/pretrain/checkpoints/step_00000006"
-    sft = {}
-    for task, (val, held) in losses.items():
-        sft[task] = {"val_loss": val, "heldout_loss": held, "steps": 4, "dir": f"sft-{task}", "train_examples": 9,
-                     "val_examples": 3, "truncated": {"train_prompt": 0, "train_answer": 0, "val_prompt": 0,
-                                                       "val_answer": 0}}
-        lines = [{"stage": f"sft:{task}", "step": s, "loss": val + 1.0 / (s + 1), "lr": 1e-4} for s in range(4)]
-        lines.append({"stage": f"sft:{task}", "step": 4, "eval_val_loss": val, "eval_heldout_loss": held})
-        (d / f"sft-{task}").mkdir(parents=True)
-        (d / f"sft-{task}" / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    for s in stages:
-        (d / s["dir"]).mkdir(parents=True)
-        lines = [{"step": k, "loss": 6.0 - 0.1 * k, "lr": 1e-3} for k in range(s["start_step"], s["end_step"])]
-        lines.append({"step": s["end_step"], "eval_loss": 4.5})
-        (d / s["dir"] / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 9, "lo')
-    results = {"run": name, "stages": stages, "heldout": {"store": "c4-holdout", "documents": 10},
-               "evals": {"midtrain": {"heldout_loss": 3.4, "task_loss": {"gsm8k": 2.9}}}, "sft": sft}
-    (d / "results.json").write_text(json.dumps(results))
 
 
 def write_experiment(root: Path, runs: dict[str, list[str]] | None = None, losses=None, **overrides) -> Path:
@@ -112,7 +78,7 @@ def cells(tables):
 
 
 def test_tables_hand_computed(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path))
+    exp = load_results(write_experiment(tmp_path))
     tables = task_tables(exp)
     assert [t.task for t in tables] == ["gsm8k", "code"]
     g, c = tables
@@ -138,13 +104,13 @@ def test_tables_hand_computed(tmp_path):
 
 def test_baseline_comes_first(tmp_path):
     runs = {"code20": ["code20-s1"], "base": ["base-s1", "base-s2"]}
-    exp = load_experiment(write_experiment(tmp_path, runs=runs))
+    exp = load_results(write_experiment(tmp_path, runs=runs))
     assert list(exp.runs) == ["base", "code20"]
     assert [c.variant for c in task_tables(exp)[0].cells] == ["base", "code20"]
 
 
 def test_proximity_points_and_pearson_match_numpy(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path))
+    exp = load_results(write_experiment(tmp_path))
     tables = task_tables(exp)
     points = proximity_points(exp, tables)
     # baseline left out, math100 has no results
@@ -162,7 +128,7 @@ def test_proximity_points_and_pearson_match_numpy(tmp_path):
 
 
 def test_findings_from_numbers(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path))
+    exp = load_results(write_experiment(tmp_path))
     tables = task_tables(exp)
     a = finding_a(exp, tables)
     # code20 beats beyond the spread on both tasks; math12 within it on gsm8k and not at all on code
@@ -185,13 +151,13 @@ def test_findings_from_numbers(tmp_path):
 def test_finding_a_does_not_hold_when_mixtures_are_worse(tmp_path):
     worse = {k: {t: (v[0] * (1.3 if not k.startswith("base") else 1.0), v[1]) for t, v in d.items()}
              for k, d in LOSSES.items()}
-    exp = load_experiment(write_experiment(tmp_path, losses=worse))
+    exp = load_results(write_experiment(tmp_path, losses=worse))
     assert finding_a(exp, task_tables(exp)).verdict == "does not hold"
 
 
 def test_one_baseline_seed_leaves_significance_unknown(tmp_path):
     runs = {"base": ["base-s1"], "code20": ["code20-s1"], "code100": ["code100-s1"]}
-    exp = load_experiment(write_experiment(tmp_path, runs=runs))
+    exp = load_results(write_experiment(tmp_path, runs=runs))
     tables = task_tables(exp)
     assert all(t.spread is None and t.baseline_seeds == 1 for t in tables)
     assert all(c.significant is None for t in tables for c in t.cells)
@@ -259,7 +225,7 @@ def test_verdicts(outcomes, verdict):
 
 
 def test_loss_curve_sources(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path))
+    exp = load_results(write_experiment(tmp_path))
     by = {r.variant + r.seed: r for rs in exp.runs.values() for r in rs}
     base = by["base1234"]
     assert _branch_sources(exp.dir, base.results) == [(tmp_path / "runs" / "pretrain-s1234" / "pretrain", 6)]
@@ -274,20 +240,20 @@ def test_loss_curve_sources(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
 
 
-def test_smooth_matches_a_loop():
+def test_moving_average_matches_a_loop():
     rng = np.random.default_rng(1)
     ys = rng.random(37)
     for w in (1, 2, 5, 37, 50):
         ref = [ys[max(0, i - w + 1): i + 1].mean() for i in range(len(ys))]
-        np.testing.assert_allclose(smooth(ys, w), ref)
+        np.testing.assert_allclose(moving_average(ys, w), ref)
 
 
-def test_parse_mixture():
-    assert parse_mixture("c4:0.8,code:0.2") == pytest.approx({"c4": 0.8, "code": 0.2})
-    assert parse_mixture("c4=4, math=1") == pytest.approx({"c4": 0.8, "math": 0.2})
-    assert parse_mixture({"code": 2, "qa": 0}) == {"code": 1.0}
-    with pytest.raises(MixkitError, match="weight of 'code'"):
-        parse_mixture("c4:1,code:x")
+def test_mixture_shares():
+    assert Mixture.parse("c4:0.8,code:0.2").shares == pytest.approx({"c4": 0.8, "code": 0.2})
+    assert Mixture.parse("c4=4, math=1").shares == pytest.approx({"c4": 0.8, "math": 0.2})
+    assert Mixture.parse({"code": 2, "qa": 0}).shares == {"code": 1.0}
+    with pytest.raises(MixkitError, match="of 'code' is not a number"):
+        Mixture.parse("c4:1,code:x")
 
 
 @pytest.mark.parametrize("spec, match", [

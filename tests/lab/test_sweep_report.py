@@ -9,18 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.analysis import AxisComparison, axis_spread, compare_axes, earlier_minus_later, sweep_grids, task_tables
+from lab.findings import comparison_sentence, timing_verdict
+from lab.report import write_sweep_report
+from lab.results import load_results
 from mixkit.errors import MixkitError
-from mixkit.experiment_report import load_experiment, task_tables
-from mixkit.sweep_report import (
-    axis_spread,
-    compare_axes,
-    comparison_sentence,
-    earlier_minus_later,
-    sweep_grids,
-    verdict,
-    write_sweep_report,
-)
-from tests.test_experiment_report import write_run
+from tests.support import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # (SFT val loss, C4 loss after SFT) on gsm8k. Baseline means: L 2.1, C 3.1; seed spreads 0.2/2.1 and 0.2/3.1.
@@ -55,7 +49,7 @@ def write_sweep(root: Path, missing: tuple[str, ...] = ()) -> Path:
 
 
 def grids_of(root: Path):
-    exp = load_experiment(root)
+    exp = load_results(root)
     return sweep_grids(exp, task_tables(exp))
 
 
@@ -75,7 +69,7 @@ def test_grid_values_hand_computed(tmp_path):
     # C4 change: along start steps (5, 10) → 7.5 pp; along ratios (10, 15) → 12.5 pp.
     assert c4.timing == pytest.approx(0.075) and c4.ratio == pytest.approx(0.125) and c4.larger == "ratio"
     assert earlier_minus_later(g.benefit) == pytest.approx(0.2)
-    word, details = verdict([g])
+    word, details = timing_verdict([g])
     assert word == "holds"
     assert "in 1 of 1" in details[0] and "1 of 1" in details[1]
     assert "timing moved it more (spread over start steps 20.00 pp, over ratios 5.00 pp" in comparison_sentence(ben)
@@ -91,7 +85,6 @@ def test_missing_runs_are_left_out(tmp_path):
 
 
 def test_within_noise_and_unknown():
-    from mixkit.sweep_report import AxisComparison
 
     c = AxisComparison("benefit", 0.02, 0.01, 0.05)
     assert c.larger == "timing" and c.beyond_noise is False

@@ -16,12 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 from cli.sweep_cmd import sweep as sweep_cli
+from lab.config import Where, grid_variant, load_study, parse_study, resolve_start_steps
+from lab.plan import PlannedRun, mix_plans, plan_study
+from lab.runner import StudyRunner
 from mixkit.errors import MixkitError
-from mixkit.sweep import Sweep, plan_sweep
-from mixkit.sweep_config import grid_point, load_sweep, parse_sweep, resolve_start_steps
-from tests.test_experiment import _dump, shortened_quickstart
+from tests.support import ROOT, shortened_quickstart, toml_text
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def parse_sweep(table):
+    return parse_study(table, kind="sweep")
 
 
 def quickstart_table() -> dict:
@@ -40,27 +43,27 @@ def sweep_table(**sweep) -> dict:
 
 
 def test_start_steps_fractions_and_absolute():
-    assert resolve_start_steps([0.1, 0.3, 50], 100) == [10, 30, 50]
-    assert resolve_start_steps([70, 0.004], 100) == [1, 70], "a fraction rounds to a step ≥ 1; the result is sorted"
-    assert resolve_start_steps([0.25], 6) == [2], "round(1.5) = 2"
+    assert resolve_start_steps([0.1, 0.3, 50], 100, Where()) == [10, 30, 50]
+    assert resolve_start_steps([70, 0.004], 100, Where()) == [1, 70], "a fraction rounds to a step ≥ 1; the result is sorted"
+    assert resolve_start_steps([0.25], 6, Where()) == [2], "round(1.5) = 2"
     for bad, match in (([1.5], "between 0 and 1"), ([100], "outside"), ([0], "outside"), ([0.1, 10], "both step 10"),
                        ([], "non-empty"), (["x"], "neither"), ([True], "neither")):
         with pytest.raises(MixkitError, match=match):
-            resolve_start_steps(bad, 100)
+            resolve_start_steps(bad, 100, Where())
 
 
-def test_grid_point_names_and_mixtures():
-    p = grid_point("c4", "code", 30, 0.2)
-    assert (p.variant, p.mixture) == ("code20-at30", "c4:0.8,code:0.2")
-    assert grid_point("c4", "math", 5, 1.0).mixture == "math:1"
-    assert grid_point("c4", "math", 5, 0.125).variant == "math12.5-at5"
-    assert grid_point("c4", "code", 7, 0.7).mixture == "c4:0.3,code:0.7", "1 - 0.7 is written as 0.3"
+def test_grid_variant_names_and_mixtures():
+    p = grid_variant("c4", "code", 30, 0.2)
+    assert (p.name, p.mixture) == ("code20-at30", "c4:0.8,code:0.2")
+    assert grid_variant("c4", "math", 5, 1.0).mixture == "math:1"
+    assert grid_variant("c4", "math", 5, 0.125).name == "math12.5-at5"
+    assert grid_variant("c4", "code", 7, 0.7).mixture == "c4:0.3,code:0.7", "1 - 0.7 is written as 0.3"
 
 
 def test_branching_plan_and_cost():
     cfg = parse_sweep(sweep_table())
-    assert cfg.start_steps == [10, 30, 50] and cfg.ratios == [0.2, 0.8]
-    plan = plan_sweep(cfg)
+    assert cfg.start_steps == [10, 30, 50] and sorted(cfg.sweep.ratio) == [0.2, 0.8]
+    plan = plan_study(cfg)
     assert plan.kept_checkpoints == [10, 30, 50], "exactly the sweep's start steps"
     starts = {r.name: (r.start_step, r.end_step) for r in plan.runs}
     assert starts["pretrain-s1"] == starts["pretrain-s2"] == (0, 50), "pretrained once per seed, to the last start"
@@ -79,18 +82,20 @@ def test_branching_plan_and_cost():
 @pytest.mark.parametrize("name, starts, variants", [("sweep-small-cpu", [24, 72, 120, 168], 12),
                                                     ("sweep-gpu", [400, 1200, 2000, 2800], 32)])
 def test_shipped_configs_parse(name, starts, variants):
-    cfg = load_sweep(ROOT / "experiments" / f"{name}.toml")
-    assert cfg.start_steps == starts and len(cfg.grid) == variants
-    assert plan_sweep(cfg).steps_shared < plan_sweep(cfg).steps_unshared
+    cfg = load_study(ROOT / "experiments" / f"{name}.toml", kind="sweep")
+    assert cfg.start_steps == starts and len(cfg.grid()) == variants
+    assert plan_study(cfg).steps_shared < plan_study(cfg).steps_unshared
 
 
 def test_run_tables_and_mix_plans(tmp_path):
-    s = Sweep(parse_sweep(sweep_table()), tmp_path / "out")
-    pre = s.run_table("pretrain-s1", [{"kind": "pretrain", "name": "pretrain", "mix": "m", "until": 50}], 1)
+    s = StudyRunner(parse_sweep(sweep_table()), tmp_path / "out")
+    pre = s.run_table(PlannedRun("pretrain-s1", 1, None, 0, 50),
+                      [{"kind": "pretrain", "name": "pretrain", "mix": "m", "until": 50}])
     assert pre["keep_steps"] == [10, 30, 50]
-    var = s.run_table("code20-at10-s1", [{"kind": "midtrain", "name": "midtrain", "mix": "m"}], 1)
+    var = s.run_table(PlannedRun("code20-at10-s1", 1, "code20-at10", 10, 100),
+                      [{"kind": "midtrain", "name": "midtrain", "mix": "m"}])
     assert var["keep_steps"] == [] and var["keep_checkpoints"] == 1
-    plans = s.plans()
+    plans = mix_plans(s.cfg)
     base = plans["quickstart-pretrain"]
     assert [(p.start_step, p.weights) for p in base.phases] == [(0, {"c4": 1.0})]
     p = plans["quickstart-code20-at30"]
@@ -106,7 +111,7 @@ def test_config_errors():
         ({"ratio": [0.2, 0.2]}, "distinct"),
         ({"datasets": ["nope"]}, "'nope'"),
         ({"datasets": ["c4"]}, "pretraining corpus"),
-        ({"bogus": 1}, "sweep.bogus"),
+        ({"bogus": 1}, r"\[sweep\] bogus: unknown key"),
     ):
         with pytest.raises(MixkitError, match=match):
             parse_sweep(sweep_table(**change))
@@ -120,7 +125,7 @@ def test_config_errors():
         parse_sweep(table)
     table = sweep_table()
     del table["sweep"]["ratio"]
-    with pytest.raises(MixkitError, match="sweep.ratio"):
+    with pytest.raises(MixkitError, match=r"\[sweep\] ratio: missing"):
         parse_sweep(table)
     with pytest.raises(MixkitError, match=r"\[sweep\]"):
         parse_sweep(quickstart_table())
@@ -128,10 +133,10 @@ def test_config_errors():
 
 def test_process_pool_runs_jobs_and_reports_failures(tmp_path, monkeypatch):
     """--jobs: each run is its own process with its own log; a failure is reported, the others still run."""
-    s = Sweep(parse_sweep(sweep_table()), tmp_path / "out", log=lambda m: None, jobs=2)
+    s = StudyRunner(parse_sweep(sweep_table()), tmp_path / "out", log=lambda m: None, jobs=2)
     script = ("import sys, time; name = sys.argv[1]; print('ran', name); time.sleep(0.3); "
               "sys.exit(3 if name == 'base-s2' else 0)")
-    monkeypatch.setattr(s, "child_command", lambda name: [sys.executable, "-c", script, name])
+    monkeypatch.setattr(s, "worker_command", lambda name: [sys.executable, "-c", script, name])
     runs = [r for r in s.plan.runs if r.variant is not None][:5]
     failed = s._run_processes(runs)
     assert failed == ["base-s2"]
@@ -151,7 +156,7 @@ def shortened_sweep(tmp_path: Path) -> Path:
     table["train"].update(heldout_docs=1, eval_seq_len=32)
     table["sft"].update(max_steps=1, seq_len=48)
     path = tmp_path / "sweep.toml"
-    path.write_text(_dump(table))
+    path.write_text(toml_text(table))
     return path
 
 

@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli.report_cmd import report
+from lab.run_report import MISSING, format_table, load_results, plot_report, report_table, table_csv
+from lab.statistics import pearson, relative_spread
 from mixkit.errors import MixkitError
-from mixkit.run_results import pearson, read_metrics, relative_spread
-from trainer.report import MISSING, format_table, load_results, plot_report, report_table, table_csv
+from mixkit.run_results import read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.statistics import relative_benefit, relative_change
 from mixkit import atomic
 from mixkit.errors import MixkitError
 from mixkit.figures import pyplot, save_png
-from mixkit.run_results import read_results, relative_benefit, relative_change, results_path, sft_losses, sft_tasks
+from mixkit.run_results import read_results, results_path, sft_losses, sft_tasks
 
 MISSING = "—"
 DIR_KEY = "_dir"  # added by load_results: the run directory a results dict came from

@@ -1,0 +1,345 @@
+"""Running a study (``mixkit experiment`` and ``mixkit sweep``): the paper's design end to end, cached by content.
+
+1. tokenize the corpora into ``OUT/data`` (the pretraining corpus holds out its
+   evaluation documents as ``NAME-holdout``);
+2. measure the distance matrix of the corpora and, for every distinct mixture of the
+   variants, the proximity advantage toward each task's distribution, before any training;
+3. build the mixes (``lab.plan.mix_plans``): the base mix and, per variant, one identical
+   to it before the variant's start step;
+4. train the runs of ``lab.plan.plan_study``: the base run per seed to the last start
+   step, then every variant run branched from its seed's checkpoint at its start step,
+   trained to the end and finetuned on each task; in this process, or with ``jobs > 1`` as
+   separate worker processes (``python -m lab.worker``), each with its own log
+   (``OUT/logs/NAME.log``);
+5. write ``OUT/experiment.json`` and ``OUT/report.md`` with the plots (``lab.report``).
+
+Caching: a store is reused when its manifest shows the same sources (sha256), preset and
+holdout; a mix when its plan and input fingerprints match; a run's stages and SFT tasks
+when they finished with the same inputs (``trainer.stages``). A killed study started
+again with the same command picks up where it stopped; the worker entry point trains one
+run on any machine that sees ``OUT``, so a grid can be spread over machines and the report
+written with ``--report-only``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.config import StudyConfig
+from lab.plan import (
+    PlannedRun,
+    StudyPlan,
+    base_run_name,
+    mix_name,
+    mix_plans,
+    plan_study,
+    run_path,
+    variant_mix,
+    variant_seeds,
+)
+from lab.report import write_report
+from lab.results import EXPERIMENT_FILE
+from mixkit import atomic
+from mixkit.counts import distribution
+from mixkit.distance import distance_matrix, proximity_advantage
+from mixkit.errors import MixkitError
+from mixkit.mix import MixStream, build_mix
+from mixkit.presets import TextSpec
+from mixkit.readers import expand_sources
+from mixkit.store import TokenStore, sha256_file
+from mixkit.tokenize import TokenizeConfig, tokenize
+from trainer.checkpoint import step_dir
+from trainer.stages import run_config_from_dict, run_stages
+
+LOGS_DIR = "logs"
+
+
+def format_duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class StudyRunner:
+    """Runs one study config into one output folder (see the module docstring)."""
+
+    def __init__(self, cfg: StudyConfig, out: str | Path, log=print, command: str = "", config_path: str = "",
+                 jobs: int = 1, gpus: tuple[str, ...] = ()):
+        if jobs < 1:
+            raise MixkitError(f"jobs must be at least 1, got {jobs}")
+        self.cfg = cfg
+        self.out = Path(out)
+        self.data_dir = self.out / "data"
+        self.log = log
+        self.command = command or "mixkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        self.config_path = config_path
+        self.jobs = jobs
+        self.gpus = tuple(gpus)
+        self.plan: StudyPlan = plan_study(cfg)
+        self._t0 = time.monotonic()
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.cfg.sweep is not None
+
+    def elapsed(self) -> str:
+        return format_duration(time.monotonic() - self._t0)
+
+    def describe_plan(self) -> list[str]:
+        return self.plan.describe(len(self.cfg.tasks))
+
+    # -- 1. stores -------------------------------------------------------------------------------------
+
+    def _store_is_current(self, name: str, corpus) -> bool:
+        try:
+            store = TokenStore.open(name, self.data_dir)
+        except MixkitError:
+            return False
+        m = store.manifest
+        wanted = [(str(p), sha256_file(p)) for p in expand_sources(corpus.sources)]
+        have = [(s["path"], s.get("sha256")) for s in m.get("sources", [])]
+        holdout = (m.get("holdout") or {}).get("documents", 0)
+        return have == wanted and m.get("text") == {"preset": corpus.preset} and holdout == corpus.holdout_docs
+
+    def tokenize(self) -> None:
+        for name, corpus in self.cfg.corpora.items():
+            if self._store_is_current(name, corpus):
+                continue
+            self.log(f"tokenize {name}: {len(corpus.sources)} source(s), preset {corpus.preset}")
+            tokenize(TokenizeConfig(corpus.sources, name, TextSpec(preset=corpus.preset), data_dir=str(self.data_dir),
+                                    holdout_docs=corpus.holdout_docs, on_error=corpus.on_error, overwrite=True,
+                                    quiet=True))
+
+    # -- 2. distances ----------------------------------------------------------------------------------
+
+    def measure(self) -> dict[str, Any]:
+        """The distance matrix of the corpora, and each variant's proximity advantage per task
+        (measured once per distinct mixture)."""
+        labels = list(self.cfg.corpora)
+        dists = {n: distribution(n, data_dir=self.data_dir, progress=False).probs for n in labels}
+        matrix = distance_matrix([dists[n] for n in labels], self.cfg.metric)
+        pretrain = dists[self.cfg.schedule.pretrain]
+        by_mixture: dict[str, dict[str, float]] = {}
+        for v in self.cfg.variants.values():
+            key = str(self.cfg.mixture(v.name))
+            if key not in by_mixture:
+                mix = distribution(key, data_dir=self.data_dir, progress=False).probs
+                by_mixture[key] = {
+                    task: proximity_advantage(pretrain, mix, dists[self.cfg.task_target(task)], self.cfg.metric)[2]
+                    for task in self.cfg.tasks
+                }
+        proximity = {v.name: by_mixture[str(self.cfg.mixture(v.name))] for v in self.cfg.variants.values()}
+        return {"distance": {"labels": labels, "matrix": matrix.tolist()}, "proximity": proximity}
+
+    # -- 3. mixes --------------------------------------------------------------------------------------
+
+    def build_mixes(self) -> None:
+        for name, plan in mix_plans(self.cfg).items():
+            try:
+                stream = MixStream.open(name, self.data_dir)
+                if stream.manifest.get("plan") == json.loads(json.dumps(plan.to_json())):
+                    continue
+            except MixkitError:
+                pass
+            self.log(f"build mix {name}")
+            build_mix(plan, name, self.data_dir, overwrite=True)
+
+    # -- 4. runs ---------------------------------------------------------------------------------------
+
+    def run_table(self, run: PlannedRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The trainer's run config of one planned run. A base run keeps its checkpoints at exactly
+        the start steps (the branch points); a variant run needs only its newest (to resume, and to
+        finetune from)."""
+        cfg = self.cfg
+        table: dict[str, Any] = {
+            "name": run.name, "out_dir": str(self.out / run_path(run.name)), "data_dir": str(self.data_dir),
+            "seed": run.seed, "model": dict(cfg.model), "optim": dict(cfg.optim), "stages": stages,
+            "heldout": f"{cfg.schedule.pretrain}-holdout", "tasks": {k: dict(v) for k, v in cfg.tasks.items()},
+        }
+        table.update(cfg.train.given())
+        if run.variant is None:
+            table["keep_steps"] = list(cfg.start_steps)
+            table.setdefault("checkpoint_interval", cfg.last_start)
+        else:
+            table["keep_steps"] = []
+            table["keep_checkpoints"] = 1
+            table.setdefault("checkpoint_interval", cfg.last_start)
+        return table
+
+    def branch_point(self, seed: int, step: int) -> Path:
+        return step_dir(self.out / run_path(base_run_name(seed)) / "pretrain", step)
+
+    def run_one(self, name: str) -> None:
+        """Train one planned run (its finished parts are skipped)."""
+        run = self.plan.run(name)
+        if run is None:
+            raise MixkitError(f"no run '{name}' in this study (runs: {', '.join(r.name for r in self.plan.runs)})")
+        if run.variant is None:
+            stages = [{"kind": "pretrain", "name": "pretrain", "mix": mix_name(self.cfg, None), "until": run.end_step}]
+            run_stages(run_config_from_dict(self.run_table(run, stages)), log=self.log)
+            return
+        branch = self.branch_point(run.seed, run.start_step)
+        if not branch.is_dir():
+            raise MixkitError(f"run {name} branches from {branch}, which does not exist "
+                              f"({base_run_name(run.seed)} first)")
+        stages = [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant)},
+                  {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.sft}]
+        run_stages(run_config_from_dict(self.run_table(run, stages)), branch_from=str(branch), log=self.log)
+
+    def _describe(self, run: PlannedRun) -> str:
+        if run.variant is None:
+            return f"base pretraining to step {run.end_step}"
+        return f"variant {run.variant}, mixture {self.cfg.variants[run.variant].mixture}, from step {run.start_step}"
+
+    def train_all(self) -> list[str]:
+        """Train every run; return the names of runs that failed (only possible with jobs > 1)."""
+        base, rest = self.plan.base_runs, self.plan.variant_runs
+        if self.jobs == 1:
+            self._run_in_process(base + rest)
+            return []
+        failed = self._run_processes(base)
+        if failed:
+            return failed + [r.name for r in rest]
+        return self._run_processes(rest)
+
+    def _run_in_process(self, runs: list[PlannedRun]) -> None:
+        durations: list[float] = []
+        for i, run in enumerate(runs, 1):
+            eta = f", ETA {format_duration(sum(durations) / len(durations) * (len(runs) - i + 1))}" if durations else ""
+            self.log(f"[{i}/{len(runs)}] run {run.name} ({self._describe(run)}); elapsed {self.elapsed()}{eta}")
+            t0 = time.monotonic()
+            self.run_one(run.name)
+            durations.append(time.monotonic() - t0)
+
+    def worker_command(self, name: str) -> list[str]:
+        """The process that trains one run: ``python -m lab.worker`` on the same config and folder."""
+        if not self.config_path:
+            raise MixkitError("jobs > 1 needs the study's config file path (to start one process per run)")
+        return [sys.executable, "-m", "lab.worker", "--config", str(self.config_path), "--out", str(self.out),
+                "--run", name]
+
+    def _worker_env(self, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        if "OMP_NUM_THREADS" not in env:  # share the cores instead of oversubscribing them
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        return env
+
+    def _run_processes(self, runs: list[PlannedRun]) -> list[str]:
+        """Run ``runs`` as up to ``jobs`` processes at a time; return the names of those that failed."""
+        logs = self.out / LOGS_DIR
+        logs.mkdir(parents=True, exist_ok=True)
+        pending = list(runs)
+        active: dict[int, tuple[PlannedRun, subprocess.Popen, Any]] = {}
+        failed: list[str] = []
+        done = 0
+        try:
+            while pending or active:
+                for slot in range(self.jobs):
+                    if slot not in active and pending:
+                        run = pending.pop(0)
+                        fh = open(logs / f"{run.name}.log", "ab")
+                        proc = subprocess.Popen(self.worker_command(run.name), stdout=fh, stderr=subprocess.STDOUT,
+                                                env=self._worker_env(slot))
+                        active[slot] = (run, proc, fh)
+                        self.log(f"start {run.name} ({self._describe(run)}) as process {proc.pid}, log "
+                                 f"{LOGS_DIR}/{run.name}.log; elapsed {self.elapsed()}")
+                for slot, (run, proc, fh) in list(active.items()):
+                    rc = proc.poll()
+                    if rc is None:
+                        continue
+                    fh.close()
+                    del active[slot]
+                    done += 1
+                    if rc != 0:
+                        failed.append(run.name)
+                    self.log(f"[{done}/{len(runs)}] {run.name} " + ("finished" if rc == 0 else f"FAILED (exit {rc}), "
+                             f"see {LOGS_DIR}/{run.name}.log") + f"; elapsed {self.elapsed()}")
+                time.sleep(0.2)
+        finally:
+            for _run, proc, fh in active.values():
+                proc.terminate()
+                proc.wait()
+                fh.close()
+        return failed
+
+    # -- 5. summary and report -------------------------------------------------------------------------
+
+    def summary(self, measured: dict[str, Any]) -> dict[str, Any]:
+        """``experiment.json``: what the report needs to find and describe every run."""
+        cfg, s = self.cfg, self.cfg.schedule
+        variants = {v: {"mixture": cfg.variants[v].mixture,
+                        "runs": {str(seed): run_path(f"{v}-s{seed}") for seed in variant_seeds(cfg, v)}}
+                    for v in cfg.variant_names}
+        base_store = TokenStore.open(s.pretrain, self.data_dir)
+        out: dict[str, Any] = {
+            "name": cfg.name,
+            "metric": cfg.metric,
+            "tasks": list(cfg.tasks),
+            "baseline": cfg.baseline,
+            "distance": measured["distance"],
+            "variants": variants,
+            "pretrain_runs": {str(seed): run_path(base_run_name(seed)) for seed in cfg.seeds},
+            "proximity": measured["proximity"],
+            "task_targets": {t: cfg.task_target(t) for t in cfg.tasks},
+            "command": self.command,
+            "scale": {"model": cfg.model.get("name"), "pretrain_steps": cfg.last_start,
+                      "total_steps": s.steps, "seq_len": s.seq_len, "global_batch": s.global_batch,
+                      "tokens": s.steps * s.seq_len * s.global_batch,
+                      "pretrain_corpus_tokens": base_store.num_tokens},
+        }
+        if cfg.sweep is not None:
+            out["sweep"] = {
+                "datasets": list(cfg.sweep.datasets),
+                "start_steps": list(cfg.start_steps),
+                "start_step_spec": list(cfg.start_spec),
+                "ratios": sorted(float(r) for r in cfg.sweep.ratio),
+                "grid": {v.name: {"dataset": v.dataset, "start_step": v.start_step, "ratio": v.ratio}
+                         for v in cfg.grid()},
+                "kept_checkpoints": list(self.plan.kept_checkpoints),
+                "steps_shared": self.plan.steps_shared,
+                "steps_unshared": self.plan.steps_unshared,
+            }
+        return out
+
+    def prepare(self) -> dict[str, Any]:
+        """Stores, distances, experiment.json and mixes: everything before training."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.tokenize()
+        measured = self.measure()
+        atomic.write_json(self.out / EXPERIMENT_FILE, self.summary(measured))
+        self.log(f"proximity advantage ({self.cfg.metric}): " + "; ".join(
+            f"{v}: " + ", ".join(f"{t} {a:+.4f}" for t, a in p.items()) for v, p in measured["proximity"].items()))
+        self.build_mixes()
+        return measured
+
+    def run(self) -> Path:
+        """The whole study; the path of ``report.md``."""
+        self.log(f"{'sweep' if self.is_sweep else 'experiment'} {self.cfg.name} → {self.out}")
+        for line in self.describe_plan():
+            self.log("plan: " + line)
+        self.prepare()
+        failed = self.train_all()
+        report = write_report(self.out)
+        self.log(f"report: {report} (elapsed {self.elapsed()})")
+        if failed:
+            raise MixkitError(f"{len(failed)} run(s) failed or did not start: {', '.join(failed)} (logs in "
+                              f"{self.out / LOGS_DIR}); the report holds what finished; rerun to resume")
+        return report
+
+
+def default_out(cfg: StudyConfig) -> Path:
+    return Path("runs") / cfg.name
+
+
+def run_study(cfg: StudyConfig, out: str | Path | None = None, log=print, command: str = "", **kwargs: Any) -> Path:
+    """Run (or continue) a study; return the path of ``report.md``."""
+    return StudyRunner(cfg, out or default_out(cfg), log=log, command=command, **kwargs).run()
