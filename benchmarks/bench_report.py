@@ -28,7 +28,6 @@ from timing import best_of  # benchmarks/ is on sys.path when run as a script
 from lab import run_report as trainer_report
 from lab.report import write_report
 
-
 TASKS = ["gsm8k", "code", "instructions", "qa"]
 VARIANTS = {"base": "c4:1", "code20": "c4:0.8,code:0.2", "math12": "c4:0.88,math:0.12",
             "instructions5": "c4:0.95,instructions:0.05", "qa20": "c4:0.8,qa:0.2", "code100": "code:1",
