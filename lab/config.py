@@ -363,6 +363,10 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
             raise ConfigError(f"{where.location()}: expected a table, got {t!r}")
         t = dict(t)
         target = coerce(t.pop("target", tname), str, where, "target")
+        known_task = sorted(set(TaskConfig.__dataclass_fields__) - {"name"} | {"target"})
+        bad = [k for k in t if k not in known_task]
+        if bad:
+            raise where.error(bad[0], f"unknown key (known: {', '.join(known_task)})")
         if target not in corpora:
             raise where.error("target", f"names '{target}', which is not in [corpora]")
         for key in ("train", "val"):
