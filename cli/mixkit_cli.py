@@ -18,6 +18,7 @@ COMMANDS = {
     "inspect": "cli.mix_cmds:inspect",
     "experiment": "cli.experiment_cmd:experiment",
     "sweep": "cli.sweep_cmd:sweep",
+    "report": "cli.study_report_cmd:report",
 }
 
 
