@@ -118,7 +118,7 @@ def t_estimate(values: Sequence[float]) -> Estimate:
     mean = float(np.mean(vals))
     if len(vals) < 2:
         return Estimate(vals, mean, None, None)
-    if float(np.std(vals, ddof=1)) <= 1e-12 * max(1.0, abs(mean)):  # no spread: the t statistic is undefined
+    if float(np.std(vals, ddof=1)) <= 1e-12 * max(abs(v) for v in vals):  # no spread: t is undefined
         return Estimate(vals, mean, (mean, mean), 1.0 if mean == 0 else 0.0)
     res = stats.ttest_1samp(vals, 0.0)
     ci = res.confidence_interval(CONFIDENCE)

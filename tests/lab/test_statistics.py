@@ -46,7 +46,7 @@ def test_inconclusive_and_negative():
 @given(st.lists(st.floats(min_value=-5, max_value=5, allow_nan=False), min_size=2, max_size=8))
 def test_t_estimate_matches_scipy(values):
     e = t_estimate(values)
-    if np.std(values, ddof=1) == 0:
+    if np.std(values, ddof=1) <= 1e-12 * max(abs(v) for v in values):  # no spread: no t statistic
         assert e.ci == (e.mean, e.mean)
         return
     ref = stats.ttest_1samp(values, 0.0)
