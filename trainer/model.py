@@ -317,16 +317,3 @@ class GPTNeoX(nn.Module):
         """Training FLOPs per token: 6N + 12·L·H·Q·T (N non-embedding params, Q head dim, T seq len)."""
         c = self.cfg
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * seq_len
-
-    # -- Hugging Face interchange (see trainer.hf) -------------------------------------------------------
-
-    @classmethod
-    def from_hf(cls, model_or_dir: Any) -> GPTNeoX:
-        from trainer.hf import from_hf
-
-        return from_hf(model_or_dir)
-
-    def to_hf(self, out_dir: Any) -> None:
-        from trainer.hf import to_hf
-
-        to_hf(self, out_dir)

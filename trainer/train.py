@@ -37,6 +37,7 @@ from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.data import check_stream, micro_batches, open_stream, plan_accumulation
+from trainer.hf import from_hf
 from trainer.metrics import MetricsLog, peak_flops, read_metrics
 from trainer.model import GPTNeoX
 from trainer.optim import make_optimizer, make_scheduler
@@ -76,7 +77,7 @@ def _build_model(cfg: TrainConfig) -> GPTNeoX:
     mcfg = cfg.model_config()
     if not cfg.init_from:
         return GPTNeoX(mcfg)
-    model = GPTNeoX.from_hf(cfg.init_from)
+    model = from_hf(cfg.init_from)
     if model.cfg != mcfg:
         diff = [k for k, v in mcfg.to_dict().items() if model.cfg.to_dict()[k] != v]
         raise MixkitError(f"init_from {cfg.init_from}: its model.{diff[0]} differs from the config's")

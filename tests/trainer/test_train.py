@@ -23,7 +23,7 @@ from trainer.config import config_from_dict
 from trainer.metrics import read_metrics
 from trainer.train import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAINER = str(Path(sys.executable).with_name("trainer"))
 
 
@@ -240,11 +240,12 @@ def test_init_from_a_hugging_face_directory(tmp_path):
     """Midtraining starts from saved weights: step 0's loss is that of the saved model on batch 0."""
     import torch
 
+    from trainer.hf import to_hf
     from trainer.model import GPTNeoX, model_config
 
     torch.manual_seed(11)
     start = GPTNeoX(model_config("tiny"))
-    start.to_hf(tmp_path / "hf")
+    to_hf(start, tmp_path / "hf")
     rows = torch.from_numpy(tiny_stream().batch(0))
     with torch.no_grad():
         expected = start(rows[:, :-1], rows[:, 1:])[0].item()
