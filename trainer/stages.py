@@ -48,16 +48,11 @@ task is not run again: rerunning the same command continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mixkit import atomic
 from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
 from trainer.config import OptimConfig, TrainConfig, read_table
@@ -163,15 +158,11 @@ class RunConfig:
             mix=stage.mix, out_dir=str(out_dir), model=dict(self.model), optim=OptimConfig(**self.optim),
             data_dir=self.data_dir, seed=self.seed, micro_batch=stage.micro_batch or self.micro_batch,
             grad_accum=stage.grad_accum, precision=self.precision, compile=self.compile, device=self.device,
-            init_from=stage.init if stage.init and not _is_checkpoint(stage.init) else "",
+            init_from=stage.init if stage.init and not ckpt.is_checkpoint(stage.init) else "",
             branch_from=branch_from, stop_step=stage.until, checkpoint_interval=self.checkpoint_interval,
             keep_checkpoints=self.keep_checkpoints, keep_steps=list(self.keep_steps),
             eval_interval=stage.eval_interval, peak_flops=self.peak_flops,
         )
-
-
-def _is_checkpoint(path: str) -> bool:
-    return (Path(path) / ckpt.META_FILE).exists() and (Path(path) / ckpt.STATE_FILE).exists()
 
 
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"source"}
@@ -200,48 +191,12 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | tuple[str, .
     return run_config_from_dict(read_table(path, overrides))
 
 
-def is_staged(table: dict[str, Any]) -> bool:
-    return "stages" in table
-
-
-# -- running ------------------------------------------------------------------------------------------
-
-
-def _results_path(run_dir: Path) -> Path:
-    return run_dir / "results.json"
-
-
-def _load_results(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
-    path = _results_path(run_dir)
-    if path.exists():
-        results = json.loads(path.read_text())
-        if results.get("run") == cfg.name:
-            return results
-    return {"run": cfg.name, "stages": [], "heldout": None, "evals": {}, "sft": {}}
-
-
-def _save_results(run_dir: Path, results: dict[str, Any]) -> None:
-    atomic.write_json(_results_path(run_dir), results)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def run_stages(cfg: RunConfig, *, branch_from: str = "", log=print) -> dict[str, Any]:
-    """Run every stage of ``cfg`` (skipping finished ones); return the results dict."""
-    from trainer.stage_runner import StageRunner
+    """Transitional alias of ``trainer.stage_runner.run_stages`` for callers not yet moved to it.
 
-    return StageRunner(cfg, branch_from=branch_from, log=log).run()
+    It imports the runner inside the function because the runner imports this module; delete
+    it once no caller imports ``run_stages`` from here.
+    """
+    from trainer.stage_runner import run_stages as run
 
-
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Model weights from a checkpoint directory (ours) or a Hugging Face GPT-NeoX directory."""
-    if _is_checkpoint(path):
-        state = ckpt.load_state(Path(path), torch.device("cpu"))
-        model.load_state_dict(state["model"])
-        return
-    from trainer.hf import from_hf
-
-    hf = from_hf(path)
-    model.load_state_dict(hf.state_dict())
+    return run(cfg, branch_from=branch_from, log=log)

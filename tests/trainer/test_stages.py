@@ -14,10 +14,11 @@ from mixkit.presets import TextSpec
 from mixkit.samples import sample_path
 from mixkit.tokenize import TokenizeConfig, tokenize
 from trainer.evaluate import heldout_loss, masked_nll, task_loss
-from trainer.metrics import read_metrics
 from trainer.model import GPTNeoX, model_config
+from trainer.run_dir import read_metrics
 from trainer.sft_data import IGNORE_INDEX, SFTSet, collate
-from trainer.stages import run_config_from_dict, run_stages
+from trainer.stage_runner import run_stages
+from trainer.stages import run_config_from_dict
 
 MODEL = {"name": "tiny", "vocab_size": 50304, "max_seq_len": 64, "d_model": 32, "n_head": 2}
 STEPS, SPLIT = 8, 4

@@ -20,7 +20,7 @@ from mixkit.errors import MixkitError
 from tests.trainer_fakes import FakeStream, tiny_stream, tiny_tokens
 from trainer.checkpoint import latest_checkpoint, list_checkpoints, read_meta
 from trainer.config import config_from_dict
-from trainer.metrics import read_metrics
+from trainer.run_dir import read_metrics
 from trainer.train import train
 
 REPO = Path(__file__).resolve().parents[2]
