@@ -25,7 +25,7 @@ from mixkit.store import TokenStore
 from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
 from trainer.evaluate import heldout_loss, task_loss
-from trainer.model import GPTNeoX, model_config
+from trainer.model import GPTNeoX
 from trainer.run_dir import (
     MetricsLog,
     content_key,
@@ -38,7 +38,7 @@ from trainer.run_dir import (
 )
 from trainer.sft import finetune
 from trainer.sft_data import load_task
-from trainer.stages import RunConfig, StageConfig
+from trainer.stages import RunConfig, SFTStageConfig, StageConfig, TrainStageConfig
 from trainer.train import resolve_device, train
 
 
@@ -82,8 +82,7 @@ class StageRunner:
         return self._heldout
 
     def new_model(self) -> GPTNeoX:
-        overrides = {k: v for k, v in self.cfg.model.items() if k != "name"}
-        return GPTNeoX(model_config(self.cfg.model.get("name", "pythia-70m"), **overrides))
+        return GPTNeoX(self.cfg.model.build())
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -95,7 +94,7 @@ class StageRunner:
         results["heldout"] = {"store": heldout.name, "documents": min(self.cfg.heldout_docs, len(heldout))} if heldout else None
         previous = self.branch_from
         for stage in self.cfg.stages:
-            if stage.kind == "sft":
+            if isinstance(stage, SFTStageConfig):
                 weights = stage.init or previous
                 for task in stage.tasks:
                     self.run_sft(stage, task, weights, results)
@@ -108,7 +107,7 @@ class StageRunner:
             self.evaluate_stage(stage, final, seq_len, results)
         return results
 
-    def run_train_stage(self, stage: StageConfig, start: str, results: dict[str, Any]) -> tuple[Path, int]:
+    def run_train_stage(self, stage: TrainStageConfig, start: str, results: dict[str, Any]) -> tuple[Path, int]:
         out = stage_dir(self.run_dir, stage.name)
         tcfg = self.cfg.train_config(stage, out, start if ckpt.is_checkpoint(start or "") else "")
         self.log(f"[{self.cfg.name}] stage {stage.name} ({stage.kind}) on mix {stage.mix}")
@@ -171,7 +170,7 @@ class StageRunner:
         if shown:
             self.log(f"[{self.cfg.name}] after {stage.name}: " + ", ".join(shown))
 
-    def run_sft(self, stage: StageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
+    def run_sft(self, stage: SFTStageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
         sft = stage.sft
         key = content_key({"weights": weights, "identity": _weights_identity(weights), "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
                      "seed": self.cfg.seed, "heldout": results["heldout"]})

@@ -92,6 +92,7 @@ def test_all_stages_with_sft_and_results(data, tmp_path):
     results = run_stages(cfg, log=messages.append)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == json.loads(json.dumps(cfg.source))
     assert [s["name"] for s in saved["stages"]] == ["pretrain", "midtrain"]
     assert saved["stages"][1]["start_step"] == SPLIT and saved["stages"][1]["end_step"] == STEPS
     assert set(saved["evals"]) == {"pretrain", "midtrain"}
