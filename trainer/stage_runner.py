@@ -38,7 +38,7 @@ from trainer.run_dir import (
 )
 from trainer.sft import finetune
 from trainer.sft_data import load_task
-from trainer.stages import RunConfig, SFTStageConfig, StageConfig, TrainStageConfig
+from trainer.stages import RunConfig, SFTStageConfig, TrainStageConfig
 from trainer.train import resolve_device, train
 
 
@@ -155,9 +155,9 @@ class StageRunner:
             out["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
         return out
 
-    def evaluate_stage(self, stage: StageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
-        key = content_key({"checkpoint": str(final), "identity": _weights_identity(str(final)), "heldout": results["heldout"],
-                     "tasks": sorted(self.cfg.tasks)})
+    def evaluate_stage(self, stage: TrainStageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
+        key = content_key({"checkpoint": str(final), "identity": _weights_identity(str(final)),
+                           "heldout": results["heldout"], "tasks": sorted(self.cfg.tasks)})
         if results["evals"].get(stage.name, {}).get("key") == key:
             return
         model = self._load_model(str(final))
