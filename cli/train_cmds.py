@@ -15,7 +15,8 @@ def _is_staged(config_path: str | None) -> bool:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML run config: one mix (see trainer.config) or [[stages]] (see trainer.stages).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set optim.lr=1e-3 --set model.n_layer=2 (repeatable).")
+              help="Override a config key, e.g. --set optim.lr=1e-3 --set model.n_layer=2 "
+                   "--set stages.sft.lr=1e-4 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in out_dir.")
 @click.option("--from", "branch_from", type=click.Path(file_okay=False), default=None,
               help="Continue a checkpoint of another run (model, optimizer, schedule, step) on this config's mix.")
@@ -28,7 +29,8 @@ def train(config_path: str | None, overrides: tuple[str, ...], resume: bool, bra
     Run with `torchrun --nproc_per_node N $(which trainer) train ...` for data parallelism.
     """
     if _is_staged(config_path):
-        from trainer.stages import load_run_config, run_stages
+        from trainer.stage_runner import run_stages
+        from trainer.stages import load_run_config
 
         cfg = load_run_config(config_path, overrides)
         results = run_stages(cfg, branch_from=branch_from or "", log=lambda m: click.echo(m, err=True))

@@ -1,6 +1,6 @@
 """Checkpoints: everything needed to continue a run bit for bit, written atomically.
 
-``OUT/checkpoints/step_00000120/`` holds the state after 120 optimizer steps::
+``OUT/checkpoints/step_00000120/`` (named by ``trainer.run_dir``) holds the state after 120 optimizer steps::
 
     state.pt    torch.save of {model, optimizer, scheduler, rng: {torch, numpy, python, cuda}}
     meta.json   {step, config (the whole TrainConfig), model_config, mix_fingerprint}
@@ -28,6 +28,8 @@ import torch
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from trainer.hf import from_hf
+from trainer.run_dir import checkpoints_dir, step_dir
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -36,20 +38,17 @@ META_FILE = "meta.json"
 IDENTITY_KEYS = ("seed", "precision", "micro_batch", "grad_accum", "init_from")
 
 
-def checkpoint_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "checkpoints"
-
-
-def step_dir(out_dir: str | Path, step: int) -> Path:
-    return checkpoint_dir(out_dir) / f"step_{step:08d}"
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a complete checkpoint of ours (not a Hugging Face directory, not a half one)."""
+    return (Path(path) / META_FILE).exists() and (Path(path) / STATE_FILE).exists()
 
 
 def list_checkpoints(out_dir: str | Path) -> list[Path]:
     """Complete checkpoints, oldest first (temporary ``.step_*`` directories are ignored)."""
-    d = checkpoint_dir(out_dir)
+    d = checkpoints_dir(out_dir)
     if not d.is_dir():
         return []
-    found = [p for p in d.glob("step_*") if p.is_dir() and (p / META_FILE).exists() and (p / STATE_FILE).exists()]
+    found = [p for p in d.glob("step_*") if p.is_dir() and is_checkpoint(p)]
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
@@ -152,3 +151,12 @@ def load_state(path: Path, device: torch.device) -> dict[str, Any]:
             return torch.load(f, map_location=device, weights_only=False)
     except (OSError, RuntimeError, EOFError) as e:
         raise MixkitError(f"{path}: unreadable checkpoint state ({e})") from None
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Model weights (only) from a checkpoint of ours or a Hugging Face GPT-NeoX directory."""
+    if is_checkpoint(path):
+        state = load_state(Path(path), torch.device("cpu"))
+        model.load_state_dict(state["model"])
+        return
+    model.load_state_dict(from_hf(path).state_dict())

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from mixkit.errors import MixkitError
+from mixkit.mix.stream import MixStream
 from trainer.model import ModelConfig
 
 STREAM_ATTRS = ("batch", "sources", "num_steps", "seq_len", "global_batch", "source_names", "fingerprint", "vocab_size", "tokenizer_sha256")
@@ -43,10 +44,6 @@ def open_stream(spec: Any, data_dir: str | None = None) -> Any:
             raise MixkitError(f"mix {spec!r}: cannot import ({e})") from None
         stream = factory()
     else:
-        try:
-            from mixkit.mix.stream import MixStream
-        except ImportError:
-            raise MixkitError(f"cannot open mix '{spec}': this installation has no mixkit.mix (build-mix)") from None
         stream = MixStream.open(spec, data_dir=data_dir)
     missing = [a for a in STREAM_ATTRS if not hasattr(stream, a)]
     if missing:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from mixkit import atomic
+from mixkit.config import Invalid
 from mixkit.errors import MixkitError
 from trainer.model import GPTNeoX, ModelConfig
 
@@ -45,18 +46,21 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     rotary_pct = rope.get("partial_rotary_factor", hf.get("partial_rotary_factor", hf.get("rotary_pct", 0.25)))
     rotary_base = rope.get("rope_theta", hf.get("rope_theta", hf.get("rotary_emb_base", 10_000)))
     d = int(hf["hidden_size"])
-    return ModelConfig(
-        n_layer=int(hf["num_hidden_layers"]),
-        d_model=d,
-        n_head=int(hf["num_attention_heads"]),
-        vocab_size=int(hf["vocab_size"]),
-        d_ff=0 if int(hf.get("intermediate_size", 4 * d)) == 4 * d else int(hf["intermediate_size"]),
-        rotary_pct=float(rotary_pct),
-        rotary_base=float(rotary_base),
-        layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-        parallel_residual=bool(hf.get("use_parallel_residual", True)),
-        max_seq_len=int(hf.get("max_position_embeddings", 2048)),
-    )
+    try:
+        return ModelConfig(
+            n_layer=int(hf["num_hidden_layers"]),
+            d_model=d,
+            n_head=int(hf["num_attention_heads"]),
+            vocab_size=int(hf["vocab_size"]),
+            d_ff=0 if int(hf.get("intermediate_size", 4 * d)) == 4 * d else int(hf["intermediate_size"]),
+            rotary_pct=float(rotary_pct),
+            rotary_base=float(rotary_base),
+            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
+            parallel_residual=bool(hf.get("use_parallel_residual", True)),
+            max_seq_len=int(hf.get("max_position_embeddings", 2048)),
+        )
+    except Invalid as e:
+        raise MixkitError(f"the GPT-NeoX config gives an unusable model ({e})") from None
 
 
 def config_to_hf(cfg: ModelConfig) -> dict[str, Any]:

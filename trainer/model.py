@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixkit.config import Invalid, invalid
 from mixkit.errors import MixkitError
 
 PYTHIA_VOCAB = 50_304  # 50,277 tokenizer ids padded to a multiple of 128
@@ -59,21 +60,21 @@ class ModelConfig:
         for name in ("n_layer", "d_model", "n_head", "vocab_size", "max_seq_len"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise MixkitError(f"model.{name} must be a positive integer, got {value!r}")
+                raise invalid(name, f"must be a positive integer, got {value!r}")
         if not isinstance(self.d_ff, int) or self.d_ff < 0:
-            raise MixkitError(f"model.d_ff must be a non-negative integer (0 = 4 × d_model), got {self.d_ff!r}")
+            raise invalid("d_ff", f"must be a non-negative integer (0 = 4 × d_model), got {self.d_ff!r}")
         if self.d_model % self.n_head:
-            raise MixkitError(f"model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})")
+            raise invalid("d_model", f"{self.d_model} must be divisible by n_head ({self.n_head})")
         if not 0.0 <= float(self.rotary_pct) <= 1.0:
-            raise MixkitError(f"model.rotary_pct must be in [0, 1], got {self.rotary_pct!r}")
+            raise invalid("rotary_pct", f"must be in [0, 1], got {self.rotary_pct!r}")
         if self.rotary_dims % 2:
-            raise MixkitError(f"model.rotary_pct gives {self.rotary_dims} rotary dims per head; it must be even")
+            raise invalid("rotary_pct", f"gives {self.rotary_dims} rotary dims per head; it must be even")
         if not float(self.rotary_base) > 0:
-            raise MixkitError(f"model.rotary_base must be positive, got {self.rotary_base!r}")
+            raise invalid("rotary_base", f"must be positive, got {self.rotary_base!r}")
         if not float(self.layer_norm_eps) > 0:
-            raise MixkitError(f"model.layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+            raise invalid("layer_norm_eps", f"must be positive, got {self.layer_norm_eps!r}")
         if not isinstance(self.parallel_residual, bool):
-            raise MixkitError(f"model.parallel_residual must be true or false, got {self.parallel_residual!r}")
+            raise invalid("parallel_residual", f"must be true or false, got {self.parallel_residual!r}")
 
     @property
     def head_dim(self) -> int:
@@ -101,6 +102,40 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """The ``[model]`` table of a config: a named architecture with any of its fields replaced.
+
+    ``name`` picks one of ``MODEL_CONFIGS``; every other key is a ``ModelConfig`` field that
+    replaces the named one's (``None``: keep it). ``build()`` gives the ``ModelConfig``; the
+    spec is checked whole when it is made, so a bad model fails at load.
+    """
+
+    name: str = "pythia-70m"
+    n_layer: int | None = None
+    d_model: int | None = None
+    n_head: int | None = None
+    vocab_size: int | None = None
+    d_ff: int | None = None
+    rotary_pct: float | None = None
+    rotary_base: float | None = None
+    layer_norm_eps: float | None = None
+    parallel_residual: bool | None = None
+    max_seq_len: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_CONFIGS:
+            raise invalid("name", f"unknown model {self.name!r} (known: {', '.join(MODEL_CONFIGS)})")
+        self.build()
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields this spec replaces in the named config."""
+        return {f.name: getattr(self, f.name) for f in fields(ModelConfig) if getattr(self, f.name) is not None}
+
+    def build(self) -> ModelConfig:
+        return replace(MODEL_CONFIGS[self.name], **self.overrides())
+
+
 def model_config(name: str, **overrides: Any) -> ModelConfig:
     """The named config with any field replaced, e.g. ``model_config("tiny", vocab_size=1000)``."""
     if name not in MODEL_CONFIGS:
@@ -109,7 +144,10 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     for key in overrides:
         if key not in known:
             raise MixkitError(f"unknown model config key 'model.{key}' (known: {', '.join(sorted(known))})")
-    return replace(MODEL_CONFIGS[name], **overrides)
+    try:
+        return replace(MODEL_CONFIGS[name], **overrides)
+    except Invalid as e:
+        raise MixkitError(f"model.{e}") from None
 
 
 # -- rotary position embedding --------------------------------------------------------------------
@@ -317,16 +355,3 @@ class GPTNeoX(nn.Module):
         """Training FLOPs per token: 6N + 12·L·H·Q·T (N non-embedding params, Q head dim, T seq len)."""
         c = self.cfg
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * c.head_dim * seq_len
-
-    # -- Hugging Face interchange (see trainer.hf) -------------------------------------------------------
-
-    @classmethod
-    def from_hf(cls, model_or_dir: Any) -> GPTNeoX:
-        from trainer.hf import from_hf
-
-        return from_hf(model_or_dir)
-
-    def to_hf(self, out_dir: Any) -> None:
-        from trainer.hf import to_hf
-
-        to_hf(self, out_dir)

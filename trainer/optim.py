@@ -14,11 +14,46 @@ so the first post-warmup step uses ``lr`` and the last step uses exactly ``min_l
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from trainer.config import OptimConfig
+from mixkit.config import invalid
+
+
+@dataclass
+class OptimConfig:
+    """The ``[optim]`` table: AdamW and the cosine-with-warmup schedule (GPT-NeoX / Pythia
+    defaults, the paper's LR range). ``warmup`` < 1 is a fraction of the steps, >= 1 a count."""
+
+    lr: float = 3e-4
+    min_lr: float = 1e-6
+    warmup: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise invalid("lr", f"must be positive, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise invalid("min_lr", f"must be in [0, lr], got {self.min_lr}")
+        if not self.warmup >= 0:
+            raise invalid("warmup", f"must be >= 0 (a fraction < 1 or a step count), got {self.warmup}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise invalid(name, f"must be in [0, 1), got {getattr(self, name)}")
+        for name in ("eps", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise invalid(name, f"must be positive, got {getattr(self, name)}")
+        if not self.weight_decay >= 0:
+            raise invalid("weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        return int(round(self.warmup * total_steps)) if self.warmup < 1 else int(self.warmup)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from mixkit.config import invalid
 from mixkit.errors import MixkitError
+from trainer.config import require_non_negative, require_positive
 from trainer.evaluate import heldout_loss, masked_nll, task_loss
 from trainer.optim import lr_at, param_groups
 from trainer.sft_data import SFTSet, collate, epoch_order
@@ -28,11 +30,13 @@ from trainer.sft_data import SFTSet, collate, epoch_order
 
 @dataclass
 class SFTConfig:
-    """An SFT stage's hyperparameters (the ``[[stages]]`` table of ``kind = "sft"``)."""
+    """An SFT stage's hyperparameters (the keys of a ``[[stages]]`` table of ``kind = "sft"``,
+    or a table of its own). ``warmup`` < 1 is a fraction of the steps, >= 1 a count;
+    ``max_steps = 0``: as many as ``epochs`` take; ``eval_interval = 0``: evaluate at the end only."""
 
     lr: float = 1e-4
     min_lr: float = 0.0
-    schedule: str = "cosine"
+    schedule: Literal["constant", "cosine"] = "cosine"
     warmup: float = 0.03
     epochs: int = 1
     micro_batch: int = 8
@@ -45,15 +49,10 @@ class SFTConfig:
     max_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("constant", "cosine"):
-            raise MixkitError(f"sft schedule must be constant or cosine, got {self.schedule!r}")
-        for key in ("epochs", "micro_batch", "grad_accum", "seq_len", "eval_batch"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) <= 0:
-                raise MixkitError(f"sft {key} must be a positive integer, got {getattr(self, key)!r}")
-        if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
-            raise MixkitError(f"sft lr must be positive and min_lr in [0, lr], got lr={self.lr}, min_lr={self.min_lr}")
-        if self.warmup < 0 or self.eval_interval < 0 or self.max_steps < 0:
-            raise MixkitError("sft warmup, eval_interval and max_steps must be >= 0")
+        require_positive(self, "lr", "epochs", "micro_batch", "grad_accum", "seq_len", "eval_batch", "grad_clip")
+        if not 0 <= self.min_lr <= self.lr:
+            raise invalid("min_lr", f"must be in [0, lr], got {self.min_lr}")
+        require_non_negative(self, "warmup", "weight_decay", "eval_interval", "max_steps")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,11 +19,11 @@ otherwise a seeded permutation holds out ``val_size`` examples (or ``val_fractio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixkit.config import invalid
 from mixkit.errors import MixkitError
 from mixkit.presets import PRESETS, TextSpec, render_template
 from mixkit.readers import BadRecord, expand_sources, read_records
@@ -33,11 +33,17 @@ IGNORE_INDEX = -100
 
 @dataclass
 class TaskConfig:
-    """One SFT task: where its records are and how they become prompt/answer pairs."""
+    """One SFT task (a ``[tasks.NAME]`` table): where its records are and how they become
+    prompt/answer pairs. Build it with ``from_table(TaskConfig, table, where, name=NAME)``:
+    the name comes from the table's key, and names the preset when none is given.
 
-    name: str
-    train: list[str]
-    val: list[str] = field(default_factory=list)
+    ``train`` and ``val`` take a source or a list of sources (paths or globs); without
+    ``val``, ``val_size`` examples (else ``val_fraction`` of them) are held out of ``train``.
+    """
+
+    name: str = field(metadata={"config": False})
+    train: list[str] | str
+    val: list[str] | str = field(default_factory=list)
     preset: str | None = None
     prompt: str | None = None
     answer: str | None = None
@@ -46,38 +52,26 @@ class TaskConfig:
     max_examples: int | None = None
 
     def __post_init__(self) -> None:
+        self.train = [self.train] if isinstance(self.train, str) else list(self.train)
+        self.val = [self.val] if isinstance(self.val, str) else list(self.val)
         if not self.train:
-            raise MixkitError(f"task '{self.name}': train: give at least one source")
+            raise invalid("train", "give at least one source")
         if (self.prompt is None) != (self.answer is None):
-            raise MixkitError(f"task '{self.name}': give both prompt and answer templates, or neither")
-        if self.prompt is not None:
-            if self.preset is not None:
-                raise MixkitError(f"task '{self.name}': give a preset or prompt/answer templates, not both")
-            return
-        if self.preset is None:
-            self.preset = self.name if self.name in PRESETS else None
-        if self.preset is None:
-            raise MixkitError(f"task '{self.name}': preset: name one of {', '.join(PRESETS)}, "
-                              f"or give prompt and answer templates")
-        if self.preset not in PRESETS:
-            raise MixkitError(f"task '{self.name}': preset: unknown {self.preset!r} (known: {', '.join(PRESETS)})")
+            raise invalid("prompt" if self.prompt is None else "answer",
+                          "give both prompt and answer templates, or neither")
+        if self.prompt is not None and self.preset is not None:
+            raise invalid("preset", "give a preset or prompt/answer templates, not both")
+        if self.prompt is None and self.preset is None:
+            if self.name not in PRESETS:
+                raise invalid("preset", f"name one of {', '.join(PRESETS)}, or give prompt and answer templates")
+            self.preset = self.name
+        if self.preset is not None and self.preset not in PRESETS:
+            raise invalid("preset", f"unknown {self.preset!r} (known: {', '.join(PRESETS)})")
         if not 0 < self.val_fraction < 1:
-            raise MixkitError(f"task '{self.name}': val_fraction must be in (0, 1), got {self.val_fraction}")
-
-    @classmethod
-    def from_dict(cls, name: str, d: dict[str, Any], base_dir: Path | None = None) -> TaskConfig:
-        known = {"train", "val", "preset", "prompt", "answer", "val_size", "val_fraction", "max_examples"}
-        unknown = set(d) - known
-        if unknown:
-            raise MixkitError(f"task '{name}': unknown keys {sorted(unknown)} (known: {sorted(known)})")
-
-        def paths(v: Any) -> list[str]:
-            items = [v] if isinstance(v, str) else list(v or [])
-            return [str(base_dir / p) if base_dir and not Path(p).is_absolute() else str(p) for p in items]
-
-        return cls(name=name, train=paths(d.get("train")), val=paths(d.get("val")), preset=d.get("preset"),
-                   prompt=d.get("prompt"), answer=d.get("answer"),
-                   val_size=d.get("val_size"), val_fraction=d.get("val_fraction", 0.1), max_examples=d.get("max_examples"))
+            raise invalid("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        for key in ("val_size", "max_examples"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise invalid(key, f"must be positive, got {getattr(self, key)}")
 
 
 @dataclass

@@ -1,32 +1,50 @@
-"""Runs a ``RunConfig``'s stages in order; see ``trainer.stages`` for the config and results.
+"""Runs a ``RunConfig``'s stages in order (``run_stages``); the config is ``trainer.stages``,
+the files it writes are named and laid out by ``trainer.run_dir``.
 
 Each pretrain/midtrain stage is one ``trainer.train.train`` call with its own output
 directory ``RUN/<stage>/``, continuing from the previous stage's final checkpoint. After
 it, the final model is evaluated (held-out loss, every task's validation loss). Each
 SFT task starts from that model's weights and writes ``RUN/sft-<task>/metrics.jsonl``.
+``RUN/results.json`` is rewritten (atomically) after every stage, evaluation and task; a
+stage evaluation or SFT task whose ``content_key`` is already recorded is not run again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from mixkit.errors import MixkitError
 from mixkit.mix.stream import MixStream
 from mixkit.store import TokenStore
+from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
 from trainer.evaluate import heldout_loss, task_loss
-from trainer.metrics import MetricsLog
 from trainer.model import GPTNeoX
+from trainer.run_dir import (
+    MetricsLog,
+    content_key,
+    metrics_path,
+    resume_results,
+    sft_dir,
+    stage_dir,
+    write_results,
+    write_run_config,
+)
 from trainer.sft import finetune
 from trainer.sft_data import load_task
-from trainer.stages import RunConfig, StageConfig, _hash, _is_checkpoint, _load_results, _save_results, load_weights
+from trainer.stages import RunConfig, SFTStageConfig, TrainStageConfig
 from trainer.train import resolve_device, train
+
+
+def run_stages(cfg: RunConfig, *, branch_from: str = "", log=print) -> dict[str, Any]:
+    """Run every stage of ``cfg`` (skipping finished ones); return the results dict."""
+    return StageRunner(cfg, branch_from=branch_from, log=log).run()
 
 
 class StageRunner:
@@ -48,8 +66,6 @@ class StageRunner:
 
     def tokenizer(self):
         if self._tokenizer is None:
-            from mixkit.tokenize import load_tokenizer
-
             self._tokenizer, self._tokinfo = load_tokenizer(self.cfg.tokenizer or None)
         return self._tokenizer
 
@@ -66,37 +82,34 @@ class StageRunner:
         return self._heldout
 
     def new_model(self) -> GPTNeoX:
-        from trainer.model import model_config
-
-        overrides = {k: v for k, v in self.cfg.model.items() if k != "name"}
-        return GPTNeoX(model_config(self.cfg.model.get("name", "pythia-70m"), **overrides))
+        return GPTNeoX(self.cfg.model.build())
 
     # -- the run -----------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "run.json").write_text(json.dumps(self.cfg.source, indent=2, sort_keys=True, default=str) + "\n")
-        results = _load_results(self.run_dir, self.cfg)
+        write_run_config(self.run_dir, self.cfg.source)
+        results = resume_results(self.run_dir, self.cfg.name)
         heldout = self.heldout()
         results["heldout"] = {"store": heldout.name, "documents": min(self.cfg.heldout_docs, len(heldout))} if heldout else None
         previous = self.branch_from
         for stage in self.cfg.stages:
-            if stage.kind == "sft":
+            if isinstance(stage, SFTStageConfig):
                 weights = stage.init or previous
                 for task in stage.tasks:
                     self.run_sft(stage, task, weights, results)
                 continue
             # A stage's own checkpoint `init` wins; otherwise it continues the stage before it
             # (or, for the first stage, the `--from` checkpoint).
-            start = stage.init if stage.init and _is_checkpoint(stage.init) else previous
+            start = stage.init if stage.init and ckpt.is_checkpoint(stage.init) else previous
             final, seq_len = self.run_train_stage(stage, start, results)
             previous, self.train_seq_len = str(final), seq_len
             self.evaluate_stage(stage, final, seq_len, results)
         return results
 
-    def run_train_stage(self, stage: StageConfig, start: str, results: dict[str, Any]) -> tuple[Path, int]:
-        out = self.run_dir / stage.name
-        tcfg = self.cfg.train_config(stage, out, start if _is_checkpoint(start or "") else "")
+    def run_train_stage(self, stage: TrainStageConfig, start: str, results: dict[str, Any]) -> tuple[Path, int]:
+        out = stage_dir(self.run_dir, stage.name)
+        tcfg = self.cfg.train_config(stage, out, start if ckpt.is_checkpoint(start or "") else "")
         self.log(f"[{self.cfg.name}] stage {stage.name} ({stage.kind}) on mix {stage.mix}")
         seq_len = int(MixStream.open(stage.mix, self.cfg.data_dir or None).seq_len)
 
@@ -116,7 +129,7 @@ class StageRunner:
         if old is not None and result.last_loss is None:
             entry = old  # nothing was trained now: keep what the finished stage recorded
         results["stages"] = [s for s in results["stages"] if s["name"] != stage.name] + [entry]
-        _save_results(self.run_dir, results)
+        write_results(self.run_dir, results)
         return final, int(result.seq_len)
 
     def relative(self, path: str) -> str:
@@ -126,7 +139,7 @@ class StageRunner:
     def _load_model(self, weights: str) -> GPTNeoX:
         model = self.new_model()
         if weights:
-            load_weights(model, weights)
+            ckpt.load_weights(model, weights)
         return model.to(self.device)
 
     def eval_losses(self, model: torch.nn.Module, seq_len: int) -> dict[str, Any]:
@@ -142,24 +155,24 @@ class StageRunner:
             out["task_loss"][name] = task_loss(model, val, self.cfg.eval_batch, self.device, autocast=self.autocast)
         return out
 
-    def evaluate_stage(self, stage: StageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
-        key = _hash({"checkpoint": str(final), "identity": _weights_identity(str(final)), "heldout": results["heldout"],
-                     "tasks": sorted(self.cfg.tasks)})
+    def evaluate_stage(self, stage: TrainStageConfig, final: Path, seq_len: int, results: dict[str, Any]) -> None:
+        key = content_key({"checkpoint": str(final), "identity": _weights_identity(str(final)),
+                           "heldout": results["heldout"], "tasks": sorted(self.cfg.tasks)})
         if results["evals"].get(stage.name, {}).get("key") == key:
             return
         model = self._load_model(str(final))
         ev: dict[str, Any] = {"key": key, "step": ckpt.read_meta(final).get("step")}
         ev.update(self.eval_losses(model, self.cfg.eval_seq_len or seq_len))
         results["evals"][stage.name] = ev
-        _save_results(self.run_dir, results)
+        write_results(self.run_dir, results)
         shown = ([f"held-out {ev['heldout_loss']:.4f}"] if "heldout_loss" in ev else []) + [
             f"{t} {v:.4f}" for t, v in ev["task_loss"].items()]
         if shown:
             self.log(f"[{self.cfg.name}] after {stage.name}: " + ", ".join(shown))
 
-    def run_sft(self, stage: StageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
+    def run_sft(self, stage: SFTStageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
         sft = stage.sft
-        key = _hash({"weights": weights, "identity": _weights_identity(weights), "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
+        key = content_key({"weights": weights, "identity": _weights_identity(weights), "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
                      "seed": self.cfg.seed, "heldout": results["heldout"]})
         if results["sft"].get(task, {}).get("key") == key:
             self.log(f"[{self.cfg.name}] sft {task}: done before, skipped")
@@ -170,12 +183,10 @@ class StageRunner:
                 self.log(f"[{self.cfg.name}] sft {task}: {data.truncated_prompt} {split} prompts and "
                          f"{data.truncated_answer} answers truncated to seq_len {sft.seq_len}")
         model = self._load_model(weights)
-        out = self.run_dir / f"sft-{task}"
-        metrics = MetricsLog(out / "metrics.jsonl")
+        out = sft_dir(self.run_dir, task)
+        metrics = MetricsLog(metrics_path(out))
         self.log(f"[{self.cfg.name}] sft {task}: {len(train_set)} train / {len(val_set)} validation examples, "
                  f"{sft.steps_for(len(train_set))} steps")
-        from tqdm import tqdm
-
         bar = tqdm(total=sft.steps_for(len(train_set)), desc=f"sft {task}", unit="step", disable=None)
 
         def progress(done: int, total: int, loss: float) -> None:
@@ -190,9 +201,9 @@ class StageRunner:
         finally:
             bar.close()
             metrics.close()
-        summary.update(key=key, dir=f"sft-{task}", weights=self.relative(weights))
+        summary.update(key=key, dir=out.name, weights=self.relative(weights))
         results["sft"][task] = summary
-        _save_results(self.run_dir, results)
+        write_results(self.run_dir, results)
         self.log(f"[{self.cfg.name}] sft {task}: validation loss {summary['val_loss']:.4f}"
                  + (f", held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else ""))
 

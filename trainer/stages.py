@@ -38,210 +38,217 @@ from its step-S checkpoint with the mixture; the new stage's mix must have the s
 samples as the old one before S (``mixkit build-mix`` makes every variant's prefix
 identical to the base run's), which is checked on the last batch before S.
 
-``RUN/results.json`` (rewritten atomically after every stage and task) holds each
-stage's steps and final loss, the evaluations after each pretrain/midtrain stage
-(held-out loss, task validation losses before SFT), and per SFT task its validation
-loss (answer tokens only) and held-out loss after finetuning. A finished stage or
-task is not run again: rerunning the same command continues where it stopped.
+Every table is built with ``mixkit.config.from_table`` and the whole config is checked at
+load, before any work: an unknown key in any stage or task, a task a stage names but no
+``[tasks.NAME]`` defines, an SFT ``seq_len`` above the model's ``max_seq_len``, are refused
+in the first second with the file, table and key named (a stage's table is named
+``stages.NAME``, as ``--set stages.NAME.key=value`` names it).
+
+``RUN/results.json`` (rewritten atomically after every stage and task; layout in
+``trainer.run_dir``) holds each stage's steps and final loss, the evaluations after each
+pretrain/midtrain stage (held-out loss, task validation losses before SFT), and per SFT
+task its validation loss (answer tokens only) and held-out loss after finetuning. A
+finished stage or task is not run again: rerunning the same command continues where it
+stopped. The runner is ``trainer.stage_runner.run_stages``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import torch
-
-from mixkit import atomic
-from mixkit.errors import MixkitError
+from mixkit.config import Where, config_keys, from_table, invalid, where_of
 from trainer import checkpoint as ckpt
-from trainer.config import OptimConfig, TrainConfig, read_table
+from trainer.config import (
+    Device,
+    Precision,
+    TrainConfig,
+    read_table,
+    require_non_negative,
+    require_positive,
+    require_steps,
+)
+from trainer.model import ModelSpec
+from trainer.optim import OptimConfig
+from trainer.run_dir import SFT_DIR_PREFIX
 from trainer.sft import SFTConfig
 from trainer.sft_data import TaskConfig
 
 STAGE_KINDS = ("pretrain", "midtrain", "sft")
-_TRAIN_KEYS = {"name", "kind", "mix", "until", "init", "micro_batch", "grad_accum", "eval_interval"}
-_SFT_KEYS = {"name", "kind", "tasks", "init"} | {f.name for f in dataclasses.fields(SFTConfig)}
+
+
+def _check_stage_name(name: str) -> None:
+    if "/" in name or name.startswith((".", SFT_DIR_PREFIX)):
+        raise invalid("name", f"must be a simple folder name (no '/', not starting with '.' or "
+                              f"'{SFT_DIR_PREFIX}'), got {name!r}")
 
 
 @dataclass
-class StageConfig:
-    name: str
-    kind: str
-    mix: str = ""
-    until: int = 0
-    init: str = ""
-    micro_batch: int = 0
-    grad_accum: int = 0
-    eval_interval: int = 0
-    tasks: list[str] = field(default_factory=list)
-    sft: SFTConfig | None = None
+class TrainStageConfig:
+    """A pretrain or midtrain stage: training on one mix into ``RUN/<name>/``."""
 
-    @classmethod
-    def from_dict(cls, i: int, d: dict[str, Any]) -> StageConfig:
-        where = f"stages[{i}]"
-        kind = d.get("kind")
-        if kind not in STAGE_KINDS:
-            raise MixkitError(f"{where}.kind must be one of {', '.join(STAGE_KINDS)}, got {kind!r}")
-        name = d.get("name", kind if kind != "sft" else "sft")
-        if not isinstance(name, str) or not name or "/" in name:
-            raise MixkitError(f"{where}.name must be a simple name, got {name!r}")
-        known = _SFT_KEYS if kind == "sft" else _TRAIN_KEYS
-        unknown = set(d) - known
+    kind: Literal["pretrain", "midtrain"]
+    mix: str
+    name: str = ""  # "" = the kind
+    until: int = 0  # stop after this step (0 = the end of the mix); the LR schedule spans the whole mix
+    init: str = ""  # a checkpoint to continue, or a Hugging Face directory to start from
+    micro_batch: int = 0  # 0 = the run's
+    grad_accum: int = 0  # 0 = derived
+    eval_interval: int = 0  # steps between evaluations during the stage (0 = only at its end)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.kind
+        _check_stage_name(self.name)
+        if not self.mix:
+            raise invalid("mix", f"required for a {self.kind} stage")
+        require_non_negative(self, "until", "micro_batch", "grad_accum", "eval_interval")
+
+
+@dataclass
+class SFTStageConfig:
+    """An SFT stage: each task finetuned separately, from the last pretrain/midtrain stage (or
+    ``init``). Its table holds ``name``, ``kind``, ``tasks``, ``init`` and the ``SFTConfig`` keys."""
+
+    kind: Literal["sft"]
+    tasks: list[str]
+    name: str = ""  # "" = the kind
+    init: str = ""
+    sft: SFTConfig = field(default_factory=SFTConfig, metadata={"config": False})
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.kind
+        _check_stage_name(self.name)
+        if not self.tasks:
+            raise invalid("tasks", "list the task names to finetune on")
+
+
+StageConfig = TrainStageConfig | SFTStageConfig
+
+
+def stage_from_table(table: Any, where: Where) -> StageConfig:
+    """A stage from its ``[[stages]]`` table; ``kind`` chooses the class."""
+    kind = table.get("kind") if isinstance(table, dict) else None
+    if kind == "sft":
+        own, sft = config_keys(SFTStageConfig), config_keys(SFTConfig)
+        unknown = [k for k in table if k not in own and k not in sft]
         if unknown:
-            raise MixkitError(f"unknown key '{where}.{sorted(unknown)[0]}' for a {kind} stage (known: {', '.join(sorted(known))})")
-        if kind == "sft":
-            tasks = d.get("tasks")
-            if not tasks or not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-                raise MixkitError(f"{where}.tasks must list the task names to finetune on")
-            sft_args = {k: v for k, v in d.items() if k not in ("name", "kind", "tasks", "init")}
-            try:
-                sft = SFTConfig(**sft_args)
-            except TypeError as e:
-                raise MixkitError(f"{where}: {e}") from None
-            return cls(name=name, kind=kind, tasks=list(tasks), init=d.get("init", ""), sft=sft)
-        if not d.get("mix"):
-            raise MixkitError(f"{where}.mix is required for a {kind} stage")
-        for key in ("until", "micro_batch", "grad_accum", "eval_interval"):
-            if not isinstance(d.get(key, 0), int) or d.get(key, 0) < 0:
-                raise MixkitError(f"{where}.{key} must be a non-negative integer, got {d.get(key)!r}")
-        return cls(name=name, kind=kind, mix=d["mix"], until=d.get("until", 0), init=d.get("init", ""),
-                   micro_batch=d.get("micro_batch", 0), grad_accum=d.get("grad_accum", 0),
-                   eval_interval=d.get("eval_interval", 0))
+            raise where.error(str(unknown[0]), f"unknown key (known: {', '.join(sorted(own + sft))})")
+        sft_cfg = from_table(SFTConfig, {k: v for k, v in table.items() if k in sft}, where)
+        return from_table(SFTStageConfig, {k: v for k, v in table.items() if k in own}, where, sft=sft_cfg)
+    if kind is None and isinstance(table, dict):
+        raise where.error("kind", f"missing (required: one of {', '.join(STAGE_KINDS)})")
+    if isinstance(table, dict) and kind not in STAGE_KINDS:
+        raise where.error("kind", f"expected one of {', '.join(STAGE_KINDS)}, got {kind!r}")
+    return from_table(TrainStageConfig, table, where)
 
 
 @dataclass
 class RunConfig:
+    """A staged run (the module docstring): shared settings, the stages in order, the SFT tasks.
+
+    ``stages`` and ``tasks`` are built by ``run_config_from_dict`` (a stage's class depends on
+    its kind, a task's name is its table's key); ``source`` is the table as given, written to
+    ``RUN/run.json``.
+    """
+
     name: str
     out_dir: str
-    stages: list[StageConfig]
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "pythia-70m"})
-    optim: dict[str, Any] = field(default_factory=dict)
-    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 1234
     data_dir: str = ""
     tokenizer: str = ""
-    device: str = "auto"
-    precision: str = "auto"
+    device: Device = "auto"
+    precision: Precision = "auto"
     compile: bool = False
     micro_batch: int = 8
     checkpoint_interval: int = 1000
     keep_checkpoints: int = 2
     keep_steps: list[int] = field(default_factory=list)
-    heldout: str = ""
+    heldout: str = ""  # a held-out token store: the forgetting measure
     heldout_docs: int = 1000
     eval_batch: int = 8
-    eval_seq_len: int = 0
+    eval_seq_len: int = 0  # 0 = the pretraining sequence length
     peak_flops: float = 0.0
-    source: dict[str, Any] = field(default_factory=dict, repr=False)
+    stages: list[StageConfig] = field(default_factory=list, metadata={"config": False})
+    tasks: dict[str, TaskConfig] = field(default_factory=dict, metadata={"config": False})
+    source: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"config": False})
 
     def __post_init__(self) -> None:
+        for key in ("name", "out_dir"):
+            if not getattr(self, key):
+                raise invalid(key, "must not be empty")
+        require_positive(self, "micro_batch", "checkpoint_interval", "keep_checkpoints", "heldout_docs", "eval_batch")
+        require_non_negative(self, "seed", "eval_seq_len", "peak_flops")
+        require_steps(self, "keep_steps")
         if not self.stages:
-            raise MixkitError("stages: list at least one [[stages]] table")
+            raise invalid("stages", "list at least one [[stages]] table")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
-            raise MixkitError(f"stages: names must be unique, got {names}")
-        for s in self.stages:
-            for t in s.tasks:
-                if t not in self.tasks:
-                    raise MixkitError(f"stage '{s.name}' names task '{t}' but there is no [tasks.{t}] table")
+            raise invalid("stages", f"stage names must be unique, got {names}")
+        max_seq_len = self.model.build().max_seq_len
+        if self.eval_seq_len > max_seq_len:
+            raise invalid("eval_seq_len", f"{self.eval_seq_len} is above the model's max_seq_len {max_seq_len}")
         seen_sft = False
         for s in self.stages:
-            if s.kind == "sft":
-                seen_sft = True
-            elif seen_sft:
-                raise MixkitError(f"stage '{s.name}': pretrain/midtrain stages must come before the SFT stages")
-        OptimConfig(**self.optim) if self.optim else OptimConfig()
+            if isinstance(s, TrainStageConfig):
+                if seen_sft:
+                    raise invalid(f"stages.{s.name}.kind", "pretrain/midtrain stages must come before the SFT stages")
+                continue
+            seen_sft = True
+            for t in s.tasks:
+                if t not in self.tasks:
+                    raise invalid(f"stages.{s.name}.tasks", f"names task {t!r} but there is no [tasks.{t}] table")
+            if s.sft.seq_len > max_seq_len:
+                raise invalid(f"stages.{s.name}.seq_len",
+                              f"{s.sft.seq_len} is above the model's max_seq_len {max_seq_len}")
 
-    def train_config(self, stage: StageConfig, out_dir: Path, branch_from: str) -> TrainConfig:
+    def train_config(self, stage: TrainStageConfig, out_dir: Path, branch_from: str) -> TrainConfig:
         return TrainConfig(
-            mix=stage.mix, out_dir=str(out_dir), model=dict(self.model), optim=OptimConfig(**self.optim),
+            mix=stage.mix, out_dir=str(out_dir), model=self.model, optim=self.optim,
             data_dir=self.data_dir, seed=self.seed, micro_batch=stage.micro_batch or self.micro_batch,
             grad_accum=stage.grad_accum, precision=self.precision, compile=self.compile, device=self.device,
-            init_from=stage.init if stage.init and not _is_checkpoint(stage.init) else "",
+            init_from=stage.init if stage.init and not ckpt.is_checkpoint(stage.init) else "",
             branch_from=branch_from, stop_step=stage.until, checkpoint_interval=self.checkpoint_interval,
             keep_checkpoints=self.keep_checkpoints, keep_steps=list(self.keep_steps),
             eval_interval=stage.eval_interval, peak_flops=self.peak_flops,
         )
 
 
-def _is_checkpoint(path: str) -> bool:
-    return (Path(path) / ckpt.META_FILE).exists() and (Path(path) / ckpt.STATE_FILE).exists()
+def _stage_table_name(i: int, table: Any) -> str:
+    """``stages.NAME`` (NAME the stage's name, or its kind), as ``--set stages.NAME.key`` names it."""
+    name = table.get("name", table.get("kind")) if isinstance(table, dict) else None
+    return f"stages.{name}" if isinstance(name, str) and name else f"stages[{i}]"
 
 
-_RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"source"}
-
-
-def run_config_from_dict(table: dict[str, Any], base_dir: Path | None = None) -> RunConfig:
-    unknown = set(table) - _RUN_KEYS
-    if unknown:
-        raise MixkitError(f"unknown config key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_RUN_KEYS))})")
-    for key in ("name", "out_dir"):
-        if not isinstance(table.get(key), str) or not table.get(key):
-            raise MixkitError(f"missing config key '{key}'")
+def run_config_from_dict(table: dict[str, Any], where: Where | None = None) -> RunConfig:
+    """A ``RunConfig`` from its table (a TOML file's, or one the study layer builds), checked whole."""
+    where = where or Where()
     raw_stages = table.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
-        raise MixkitError("missing config key 'stages' (a list of [[stages]] tables)")
-    stages = [StageConfig.from_dict(i, s) for i, s in enumerate(raw_stages)]
-    tasks_raw = table.get("tasks", {})
-    if not isinstance(tasks_raw, dict):
-        raise MixkitError("tasks must be a table of [tasks.NAME] tables")
-    tasks = {n: TaskConfig.from_dict(n, t, base_dir) for n, t in tasks_raw.items()}
+        raise where.error("stages", "missing (required): a list of [[stages]] tables")
+    stages = [stage_from_table(s, where.sub(_stage_table_name(i, s))) for i, s in enumerate(raw_stages)]
+    raw_tasks = table.get("tasks", {})
+    if not isinstance(raw_tasks, dict):
+        raise where.error("tasks", "expected a table of [tasks.NAME] tables")
+    tasks = {str(n): from_table(TaskConfig, t, where.sub("tasks").sub(str(n)), name=str(n)) for n, t in raw_tasks.items()}
     rest = {k: v for k, v in table.items() if k not in ("stages", "tasks")}
-    return RunConfig(stages=stages, tasks=tasks, source=table, **rest)
+    return from_table(RunConfig, rest, where, stages=stages, tasks=tasks, source=table)
 
 
 def load_run_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    return run_config_from_dict(read_table(path, overrides))
-
-
-def is_staged(table: dict[str, Any]) -> bool:
-    return "stages" in table
-
-
-# -- running ------------------------------------------------------------------------------------------
-
-
-def _results_path(run_dir: Path) -> Path:
-    return run_dir / "results.json"
-
-
-def _load_results(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
-    path = _results_path(run_dir)
-    if path.exists():
-        results = json.loads(path.read_text())
-        if results.get("run") == cfg.name:
-            return results
-    return {"run": cfg.name, "stages": [], "heldout": None, "evals": {}, "sft": {}}
-
-
-def _save_results(run_dir: Path, results: dict[str, Any]) -> None:
-    atomic.write_json(_results_path(run_dir), results)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Read a staged run config, apply ``--set`` overrides, and check it whole."""
+    return run_config_from_dict(read_table(path, overrides), where_of(path))
 
 
 def run_stages(cfg: RunConfig, *, branch_from: str = "", log=print) -> dict[str, Any]:
-    """Run every stage of ``cfg`` (skipping finished ones); return the results dict."""
-    from trainer.stage_runner import StageRunner
+    """Transitional alias of ``trainer.stage_runner.run_stages`` for callers not yet moved to it.
 
-    return StageRunner(cfg, branch_from=branch_from, log=log).run()
+    It imports the runner inside the function because the runner imports this module; delete
+    it once no caller imports ``run_stages`` from here.
+    """
+    from trainer.stage_runner import run_stages as run
 
-
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Model weights from a checkpoint directory (ours) or a Hugging Face GPT-NeoX directory."""
-    if _is_checkpoint(path):
-        state = ckpt.load_state(Path(path), torch.device("cpu"))
-        model.load_state_dict(state["model"])
-        return
-    from trainer.hf import from_hf
-
-    hf = from_hf(path)
-    model.load_state_dict(hf.state_dict())
+    return run(cfg, branch_from=branch_from, log=log)

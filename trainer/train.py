@@ -19,6 +19,7 @@ global batch (up to float summation order).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import random
@@ -37,9 +38,12 @@ from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.data import check_stream, micro_batches, open_stream, plan_accumulation
-from trainer.metrics import MetricsLog, peak_flops, read_metrics
+from trainer.hf import from_hf
+from trainer.metrics import peak_flops
 from trainer.model import GPTNeoX
 from trainer.optim import make_optimizer, make_scheduler
+from trainer.plot import plot_loss
+from trainer.run_dir import MetricsLog, loss_plot_path, metrics_path, read_metrics
 
 
 @dataclass
@@ -76,7 +80,7 @@ def _build_model(cfg: TrainConfig) -> GPTNeoX:
     mcfg = cfg.model_config()
     if not cfg.init_from:
         return GPTNeoX(mcfg)
-    model = GPTNeoX.from_hf(cfg.init_from)
+    model = from_hf(cfg.init_from)
     if model.cfg != mcfg:
         diff = [k for k, v in mcfg.to_dict().items() if model.cfg.to_dict()[k] != v]
         raise MixkitError(f"init_from {cfg.init_from}: its model.{diff[0]} differs from the config's")
@@ -187,7 +191,7 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
 
     # -- logging ----------------------------------------------------------------------------------------
     is_main = rank == 0
-    log = MetricsLog(out_dir / "metrics.jsonl", start_step) if is_main else None
+    log = MetricsLog(metrics_path(out_dir), start_step) if is_main else None
     names = list(stream.source_names)
     tokens_per_step = int(stream.global_batch) * int(stream.seq_len)
     flops_per_token = model.flops_per_token(int(stream.seq_len))
@@ -271,14 +275,10 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
             log.close()
 
     if is_main:
-        from trainer.plot import plot_loss
-
-        plot_loss(read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss.png", title=f"{mcfg.n_layer}-layer d{mcfg.d_model} on {stream.fingerprint[:12]}")
+        plot_loss(read_metrics(metrics_path(out_dir)), loss_plot_path(out_dir), title=f"{mcfg.n_layer}-layer d{mcfg.d_model} on {stream.fingerprint[:12]}")
     return TrainResult(out_dir, start_step, stop, last_loss, int(stream.seq_len))
 
 
 def _batch_digest(stream: Any, step: int) -> str:
     """sha256 of the global batch at ``step``: the evidence that two mixes agree before a branch point."""
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(stream.batch(step)).tobytes()).hexdigest()

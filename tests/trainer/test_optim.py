@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mixkit.errors import MixkitError
-from trainer.config import OptimConfig, apply_overrides, load_config, parse_value
+from trainer.config import apply_overrides, load_config, parse_value
 from trainer.model import GPTNeoX, model_config
-from trainer.optim import lr_at, make_optimizer, make_scheduler, param_groups
+from trainer.optim import OptimConfig, lr_at, make_optimizer, make_scheduler, param_groups
 
 
 def test_lr_schedule_values():
@@ -79,17 +79,17 @@ def test_load_config_with_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("text,sets,match", [
-    ('out_dir = "o"', [], "missing config key 'mix'"),
-    ('mix = "m"\nout_dir = "o"\nstpes = 3', [], "unknown config key 'stpes'"),
-    ('mix = "m"\nout_dir = "o"\n[optim]\nlearning_rate = 1', [], "unknown config key 'optim.learning_rate'"),
-    ('mix = "m"\nout_dir = "o"', ["optim.lr=-1"], "optim.lr"),
-    ('mix = "m"\nout_dir = "o"', ["optim.min_lr=1"], "optim.min_lr"),
-    ('mix = "m"\nout_dir = "o"', ["micro_batch=0"], "micro_batch"),
-    ('mix = "m"\nout_dir = "o"', ["steps=ten"], "steps must be int"),
-    ('mix = "m"\nout_dir = "o"', ["precision=fp16"], "precision"),
-    ('mix = "m"\nout_dir = "o"', ["model.name=pythia-7b"], "unknown model 'pythia-7b'"),
-    ('mix = "m"\nout_dir = "o"', ["model.n_head=5"], "model.d_model"),
-    ('mix = "m"\nout_dir = "o"', ["model.depth=5"], "model.depth"),
+    ('out_dir = "o"', [], r"run.toml: top level mix: missing"),
+    ('mix = "m"\nout_dir = "o"\nstpes = 3', [], r"run.toml: top level stpes: unknown key"),
+    ('mix = "m"\nout_dir = "o"\n[optim]\nlearning_rate = 1', [], r"run.toml: \[optim\] learning_rate: unknown key"),
+    ('mix = "m"\nout_dir = "o"', ["optim.lr=-1"], r"\[optim\] lr: must be positive"),
+    ('mix = "m"\nout_dir = "o"', ["optim.min_lr=1"], r"\[optim\] min_lr"),
+    ('mix = "m"\nout_dir = "o"', ["micro_batch=0"], "micro_batch: must be positive"),
+    ('mix = "m"\nout_dir = "o"', ["steps=ten"], "steps: expected an integer, got 'ten'"),
+    ('mix = "m"\nout_dir = "o"', ["precision=fp16"], "precision: expected one of"),
+    ('mix = "m"\nout_dir = "o"', ["model.name=pythia-7b"], r"\[model\] name: unknown model 'pythia-7b'"),
+    ('mix = "m"\nout_dir = "o"', ["model.n_head=5"], r"\[model\] d_model: 512 must be divisible by n_head"),
+    ('mix = "m"\nout_dir = "o"', ["model.depth=5"], r"\[model\] depth: unknown key"),
     ('mix = "m"\nout_dir = "o"', ["lr"], "key=value"),
     ('mix = "m"\nout_dir = [', [], "invalid TOML"),
 ])

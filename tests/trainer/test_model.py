@@ -68,7 +68,7 @@ def test_to_hf_round_trip_loads_in_transformers(tmp_path):
 def test_from_hf_saved_directory(tmp_path):
     hf = hf_model(150, 32, 2, 4, seed=5)
     hf.save_pretrained(tmp_path / "saved")
-    ours = GPTNeoX.from_hf(tmp_path / "saved").eval()
+    ours = from_hf(tmp_path / "saved").eval()
     idx = torch.randint(0, 150, (1, 17))
     with torch.no_grad():
         assert (ours(idx) - hf(idx).logits).abs().max().item() <= 1e-4

@@ -14,10 +14,11 @@ from mixkit.presets import TextSpec
 from mixkit.samples import sample_path
 from mixkit.tokenize import TokenizeConfig, tokenize
 from trainer.evaluate import heldout_loss, masked_nll, task_loss
-from trainer.metrics import read_metrics
 from trainer.model import GPTNeoX, model_config
+from trainer.run_dir import read_metrics
 from trainer.sft_data import IGNORE_INDEX, SFTSet, collate
-from trainer.stages import run_config_from_dict, run_stages
+from trainer.stage_runner import run_stages
+from trainer.stages import run_config_from_dict
 
 MODEL = {"name": "tiny", "vocab_size": 50304, "max_seq_len": 64, "d_model": 32, "n_head": 2}
 STEPS, SPLIT = 8, 4
@@ -91,6 +92,7 @@ def test_all_stages_with_sft_and_results(data, tmp_path):
     results = run_stages(cfg, log=messages.append)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == json.loads(json.dumps(cfg.source))
     assert [s["name"] for s in saved["stages"]] == ["pretrain", "midtrain"]
     assert saved["stages"][1]["start_step"] == SPLIT and saved["stages"][1]["end_step"] == STEPS
     assert set(saved["evals"]) == {"pretrain", "midtrain"}

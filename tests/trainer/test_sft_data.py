@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from mixkit.config import Where, from_table
 from mixkit.errors import MixkitError
 from trainer.sft_data import IGNORE_INDEX, SFTSet, TaskConfig, collate, encode_pairs, load_task, split_indices
 
@@ -66,22 +67,29 @@ def test_load_task_uses_the_datasets_own_split(tmp_path, tok):
     assert len(train) == 9 and len(val) == 3
 
 
+def task(name, table):
+    return from_table(TaskConfig, table, Where("run.toml", f"tasks.{name}"), name=name)
+
+
 def test_bad_task_config():
-    with pytest.raises(MixkitError, match="preset"):
-        TaskConfig("mytask", train=["x.jsonl"])
-    with pytest.raises(MixkitError, match="unknown keys"):
-        TaskConfig.from_dict("gsm8k", {"train": "x", "bogus": 1})
+    with pytest.raises(MixkitError, match=r"run.toml: \[tasks.mytask\] preset: name one of"):
+        task("mytask", {"train": "x.jsonl"})
+    with pytest.raises(MixkitError, match=r"run.toml: \[tasks.gsm8k\] bogus: unknown key"):
+        task("gsm8k", {"train": "x", "bogus": 1})
+    with pytest.raises(MixkitError, match=r"\[tasks.gsm8k\] val_fraction: must be in \(0, 1\)"):
+        task("gsm8k", {"train": "x", "val_fraction": 1.5})
+    assert task("gsm8k", {"train": "x"}).preset == "gsm8k", "a task named like a preset uses it"
+    assert task("gsm8k", {"train": "x", "val": ["a", "b"]}).train == ["x"], "one source or a list"
 
 
 def test_templates_instead_of_a_preset(tmp_path, tok):
     with open(tmp_path / "t.jsonl", "w") as f:
         for i in range(6):
             f.write(json.dumps({"q": f"question {i}", "a": f"answer {i}"}) + "\n")
-    cfg = TaskConfig.from_dict("mine", {"train": str(tmp_path / "t.jsonl"), "prompt": "Q: {q}\nA:", "answer": " {a}",
-                                        "val_size": 2})
+    cfg = task("mine", {"train": str(tmp_path / "t.jsonl"), "prompt": "Q: {q}\nA:", "answer": " {a}", "val_size": 2})
     train, val = load_task(cfg, tok, 0, 64, seed=0)
     assert len(train) == 4 and len(val) == 2
     decoded = [tok.decode(t[int(s):-1].tolist()) for t, s in zip(train.tokens, train.answer_start)]
     assert all(d.startswith(" answer ") for d in decoded)
-    with pytest.raises(MixkitError, match="both prompt and answer"):
-        TaskConfig("mine", train=["x"], prompt="{q}")
+    with pytest.raises(MixkitError, match=r"\[tasks.mine\] answer: give both prompt and answer"):
+        task("mine", {"train": "x", "prompt": "{q}"})
