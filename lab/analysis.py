@@ -34,7 +34,7 @@ import numpy as np
 from lab.results import StudyResults
 from lab.statistics import mean_or_none, pearson, relative_benefit, relative_change, relative_spread
 from mixkit.errors import MixkitError
-from mixkit.run_results import sft_losses
+from trainer.run_dir import sft_losses
 
 # ----------------------------------------------------------------------------- an experiment's tables
 

@@ -37,8 +37,8 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     val = "@samples/gsm8k_test.jsonl.gz"
     target = "gsm8k"
 
-    [model]                     # trainer model: a named config and overrides of its fields
-    [optim]                     # trainer.config.OptimConfig: pretrain/midtrain optimizer
+    [model]                     # trainer.model.ModelSpec: a named config and overrides of its fields
+    [optim]                     # trainer.optim.OptimConfig: pretrain/midtrain optimizer
     [train]                     # TrainSettings below
     [sft]                       # trainer.sft.SFTConfig
 
@@ -67,8 +67,8 @@ from mixkit.mixture import Mixture
 from mixkit.presets import PRESETS
 from mixkit.samples import SAMPLES_DIR
 from mixkit.toml_file import read_toml
-from trainer.config import OptimConfig
-from trainer.model import ModelConfig, model_config
+from trainer.model import ModelSpec
+from trainer.optim import OptimConfig
 from trainer.sft import SFTConfig
 from trainer.sft_data import TaskConfig
 
@@ -189,12 +189,13 @@ class StudyConfig:
     schedule: Schedule
     variants: dict[str, Variant]  # the baseline first, then the config's (or the grid's) order
     baseline: str
-    tasks: dict[str, dict[str, Any]]  # TaskConfig tables (paths resolved), validated
+    tasks: dict[str, TaskConfig]  # paths resolved
     targets: dict[str, str]  # task -> the corpus standing for its distribution
-    model: dict[str, Any]
-    optim: dict[str, Any]
+    model: ModelSpec
+    optim: OptimConfig
     train: TrainSettings
-    sft: dict[str, Any]
+    sft: SFTConfig
+    tables: dict[str, Any] = field(default_factory=dict, repr=False)  # [optim], [sft], [tasks.*] as written
     sweep: SweepAxes | None = None
     start_steps: list[int] = field(default_factory=list)  # ascending; an experiment's one S
     start_spec: list[int | float] = field(default_factory=list)  # a sweep's start steps as written
@@ -356,43 +357,41 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     tasks_table = _table(table, "tasks", top)
     if not tasks_table:
         raise top.error("tasks", "configure at least one [tasks.NAME]")
-    tasks, targets = {}, {}
+    tasks, targets, task_tables = {}, {}, {}
     for tname, t in tasks_table.items():
         where = top.sub("tasks").sub(tname)
         if not isinstance(t, dict):
             raise ConfigError(f"{where.location()}: expected a table, got {t!r}")
         t = dict(t)
         target = coerce(t.pop("target", tname), str, where, "target")
-        known_task = sorted(set(TaskConfig.__dataclass_fields__) - {"name"} | {"target"})
-        bad = [k for k in t if k not in known_task]
-        if bad:
-            raise where.error(bad[0], f"unknown key (known: {', '.join(known_task)})")
         if target not in corpora:
             raise where.error("target", f"names '{target}', which is not in [corpora]")
         for key in ("train", "val"):
             if key in t:
                 items = coerce(t[key], str | list[str], where, key)
                 t[key] = [resolve_source(x, base) for x in ([items] if isinstance(items, str) else items)]
-        _check(where, lambda t=t, tname=tname: TaskConfig.from_dict(tname, t))
-        tasks[tname], targets[tname] = t, target
+        try:
+            tasks[tname] = from_table(TaskConfig, t, where, name=tname)
+        except ConfigError as e:  # a key of neither the task nor the study: name both
+            raise ConfigError(e.message.replace("(known: ", "(known: target, ", 1)) from None
+        targets[tname], task_tables[tname] = target, t
 
-    model = dict(_table(table, "model", top, {"name": DEFAULT_MODEL}))
-    model_where = top.sub("model")
-    known_model = {"name"} | set(ModelConfig.__dataclass_fields__)
-    bad = [k for k in model if k not in known_model]
-    if bad:
-        raise model_where.error(bad[0], f"unknown key (known: {', '.join(sorted(known_model))})")
-    model.setdefault("name", DEFAULT_MODEL)
-    _check(model_where, lambda: model_config(model["name"], **{k: v for k, v in model.items() if k != "name"}))
-    optim = dict(_table(table, "optim", top, {}))
-    from_table(OptimConfig, optim, top.sub("optim"))
+    model_table = dict(_table(table, "model", top, {}))
+    model_table.setdefault("name", DEFAULT_MODEL)
+    model = from_table(ModelSpec, model_table, top.sub("model"))
+    optim_table = dict(_table(table, "optim", top, {}))
+    optim = from_table(OptimConfig, optim_table, top.sub("optim"))
     train = from_table(TrainSettings, _table(table, "train", top, {}), top.sub("train"))
-    sft = dict(_table(table, "sft", top, {}))
-    from_table(SFTConfig, sft, top.sub("sft"))
+    sft_table = dict(_table(table, "sft", top, {}))
+    sft = from_table(SFTConfig, sft_table, top.sub("sft"))
+    if sft.seq_len > model.build().max_seq_len:
+        raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len "
+                                              f"{model.build().max_seq_len}")
 
     return StudyConfig(name=name, seeds=seeds, metric=metric, corpora=corpora, schedule=schedule, variants=variants,
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
                        sweep=sweep, start_steps=start_steps,
+                       tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},
                        start_spec=list(sweep.start_step) if sweep else [schedule.start_step])
 
 
@@ -411,13 +410,3 @@ def _table(table: dict[str, Any], key: str, where: Where, default: Any = None) -
     if not isinstance(value, dict):
         raise where.error(key, f"expected a table, got {value!r}")
     return value
-
-
-def _check(where: Where, build) -> Any:
-    """Run a validating constructor, its one-line errors located at ``where``."""
-    try:
-        return build()
-    except ConfigError:
-        raise
-    except MixkitError as e:
-        raise ConfigError(f"{where.location()}: {e.message}") from None

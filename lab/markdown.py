@@ -24,7 +24,7 @@ from lab.findings import Finding, comparison_sentence, timing_verdict
 from lab.formatting import MISSING, NOT_SIGNIFICANT, loss_text, md_table, pct, pp, spread_text
 from lab.results import StudyResults
 from lab.statistics import mean_or_none
-from mixkit.run_results import pre_sft_heldout_loss, sft_losses
+from trainer.run_dir import pre_sft_heldout_loss, sft_losses
 
 
 def heading(level: int, text: str, depth: int = 0) -> str:

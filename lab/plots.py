@@ -32,7 +32,7 @@ import numpy as np
 from lab.analysis import Correlation, Point, SweepGrid, TaskTable
 from lab.results import StudyResults
 from mixkit.figures import pyplot, save_png
-from mixkit.run_results import METRICS_FILE, read_metrics
+from trainer.run_dir import metrics_path, read_metrics, sft_dir, stage_dirs
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -43,22 +43,6 @@ def _colors(names: Sequence[str]) -> dict[str, Any]:
     plt = pyplot()
     cycle = plt.get_cmap("tab10").colors
     return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
-
-
-def _stage_dirs(run_dir: Path, results: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """(directory, kind) of the run's pretrain/midtrain stages: those results.json lists, then any other
-    directory with a metrics.jsonl (a stage still running), SFT directories excluded."""
-    out: list[tuple[str, str]] = []
-    for s in (results or {}).get("stages") or []:
-        if isinstance(s, dict) and s.get("kind") != "sft":
-            d = str(s.get("dir") or s.get("name") or "")
-            if d and d not in (x for x, _ in out):
-                out.append((d, str(s.get("kind") or s.get("name") or d)))
-    if run_dir.is_dir():
-        for sub in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-            if not sub.name.startswith("sft-") and (sub / METRICS_FILE).is_file() and sub.name not in (x for x, _ in out):
-                out.append((sub.name, sub.name))
-    return out
 
 
 def _branch_sources(exp_dir: Path, results: dict[str, Any] | None) -> list[tuple[Path, int | None]]:
@@ -79,17 +63,11 @@ def _branch_sources(exp_dir: Path, results: dict[str, Any] | None) -> list[tuple
         if not stage_parts:
             continue
         candidates = [Path(*stage_parts)] + [exp_dir / Path(*stage_parts[k:]) for k in range(1, len(stage_parts))]
-        found = next((c for c in candidates if (c / METRICS_FILE).is_file()), None)
+        found = next((c for c in candidates if metrics_path(c).is_file()), None)
         if found is not None:
             start = s.get("start_step")
             out.append((found, start if isinstance(start, int) and not isinstance(start, bool) else None))
     return out
-
-
-def _sft_dir(results: dict[str, Any] | None, task: str) -> str:
-    entry = ((results or {}).get("sft") or {}).get(task)
-    d = entry.get("dir") if isinstance(entry, dict) else None
-    return str(d) if d else f"sft-{task}"
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -152,7 +130,7 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
                 if key in shown:
                     continue
                 shown.add(key)
-                recs = [r for r in read_metrics(stage_dir / METRICS_FILE)
+                recs = [r for r in read_metrics(metrics_path(stage_dir))
                         if last is None or (isinstance(r.get("step"), (int, float)) and r["step"] < last)]
                 xs, ys = _series(recs, "loss")
                 if xs:
@@ -163,21 +141,21 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
                                  label=f"{stage_dir.parent.name}: {stage_dir.name} (shared)")
                     drawn[k].append(y)
                     windows[k].add(w)
-            for d, kind in _stage_dirs(run.path, run.results):
-                if (run.path / d).resolve() in shown:
+            for folder, kind in stage_dirs(run.path, run.results):
+                if folder.resolve() in shown:
                     continue
-                shown.add((run.path / d).resolve())
-                xs, ys = _series(read_metrics(run.path / d / METRICS_FILE), "loss")
+                shown.add(folder.resolve())
+                xs, ys = _series(read_metrics(metrics_path(folder)), "loss")
                 if xs:
                     k = 0 if "pretrain" in kind else 1
                     w = _window(len(ys))
                     y = moving_average(ys, w)
-                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=1.0, label=f"{variant}: {d}")
+                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=1.0, label=f"{variant}: {folder.name}")
                     drawn[k].append(y)
                     windows[k].add(w)
             for j, task in enumerate(exp.tasks):
                 k = 2 + j
-                recs = read_metrics(run.path / _sft_dir(run.results, task) / METRICS_FILE)
+                recs = read_metrics(metrics_path(sft_dir(run.path, task, run.results)))
                 xs, ys = _series(recs, "loss")
                 if xs:
                     w = _window(len(ys))

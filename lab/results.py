@@ -16,7 +16,7 @@ from typing import Any
 
 from mixkit.errors import MixkitError
 from mixkit.mixture import Mixture
-from mixkit.run_results import read_json_object, read_results, results_path
+from trainer.run_dir import read_json_object, read_results, results_path
 
 EXPERIMENT_FILE = "experiment.json"
 REPORT_FILE = "report.md"

@@ -31,7 +31,7 @@ from lab.statistics import relative_benefit, relative_change
 from mixkit import atomic
 from mixkit.errors import MixkitError
 from mixkit.figures import pyplot, save_png
-from mixkit.run_results import read_results, results_path, sft_losses, sft_tasks
+from trainer.run_dir import read_results, results_path, sft_losses, sft_tasks
 
 MISSING = "—"
 DIR_KEY = "_dir"  # added by load_results: the run directory a results dict came from

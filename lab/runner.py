@@ -47,6 +47,7 @@ from lab.plan import (
 from lab.report import write_report
 from lab.results import EXPERIMENT_FILE
 from mixkit import atomic
+from mixkit.config import to_table
 from mixkit.counts import distribution
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
@@ -55,8 +56,9 @@ from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
 from mixkit.store import TokenStore, sha256_file
 from mixkit.tokenize import TokenizeConfig, tokenize
-from trainer.checkpoint import step_dir
-from trainer.stages import run_config_from_dict, run_stages
+from trainer.run_dir import step_dir
+from trainer.stage_runner import run_stages
+from trainer.stages import run_config_from_dict
 
 LOGS_DIR = "logs"
 
@@ -160,8 +162,9 @@ class StudyRunner:
         cfg = self.cfg
         table: dict[str, Any] = {
             "name": run.name, "out_dir": str(self.out / run_path(run.name)), "data_dir": str(self.data_dir),
-            "seed": run.seed, "model": dict(cfg.model), "optim": dict(cfg.optim), "stages": stages,
-            "heldout": f"{cfg.schedule.pretrain}-holdout", "tasks": {k: dict(v) for k, v in cfg.tasks.items()},
+            "seed": run.seed, "model": to_table(cfg.model), "optim": dict(cfg.tables["optim"]), "stages": stages,
+            "heldout": f"{cfg.schedule.pretrain}-holdout",
+            "tasks": {k: dict(v) for k, v in cfg.tables["tasks"].items()},
         }
         table.update(cfg.train.given())
         if run.variant is None:
@@ -190,7 +193,7 @@ class StudyRunner:
             raise MixkitError(f"run {name} branches from {branch}, which does not exist "
                               f"({base_run_name(run.seed)} first)")
         stages = [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant)},
-                  {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.sft}]
+                  {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.tables["sft"]}]
         run_stages(run_config_from_dict(self.run_table(run, stages)), branch_from=str(branch), log=self.log)
 
     def _describe(self, run: PlannedRun) -> str:
@@ -291,7 +294,7 @@ class StudyRunner:
             "proximity": measured["proximity"],
             "task_targets": {t: cfg.task_target(t) for t in cfg.tasks},
             "command": self.command,
-            "scale": {"model": cfg.model.get("name"), "pretrain_steps": cfg.last_start,
+            "scale": {"model": cfg.model.name, "pretrain_steps": cfg.last_start,
                       "total_steps": s.steps, "seq_len": s.seq_len, "global_batch": s.global_batch,
                       "tokens": s.steps * s.seq_len * s.global_batch,
                       "pretrain_corpus_tokens": base_store.num_tokens},

@@ -241,14 +241,3 @@ def run_config_from_dict(table: dict[str, Any], where: Where | None = None) -> R
 def load_run_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a staged run config, apply ``--set`` overrides, and check it whole."""
     return run_config_from_dict(read_table(path, overrides), where_of(path))
-
-
-def run_stages(cfg: RunConfig, *, branch_from: str = "", log=print) -> dict[str, Any]:
-    """Transitional alias of ``trainer.stage_runner.run_stages`` for callers not yet moved to it.
-
-    It imports the runner inside the function because the runner imports this module; delete
-    it once no caller imports ``run_stages`` from here.
-    """
-    from trainer.stage_runner import run_stages as run
-
-    return run(cfg, branch_from=branch_from, log=log)

@@ -12,12 +12,13 @@ import pytest
 
 from lab.analysis import correlations, proximity_points, task_tables
 from lab.findings import _verdict, finding_a, finding_b, finding_c
-from lab.plots import _branch_sources, _stage_dirs, moving_average, plot_loss_curves
+from lab.plots import _branch_sources, moving_average, plot_loss_curves
 from lab.report import write_report
 from lab.results import load_results
 from mixkit.errors import MixkitError
 from mixkit.mixture import Mixture
 from tests.support import write_run
+from trainer.run_dir import stage_dirs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -229,13 +230,13 @@ def test_loss_curve_sources(tmp_path):
     by = {r.variant + r.seed: r for rs in exp.runs.values() for r in rs}
     base = by["base1234"]
     assert _branch_sources(exp.dir, base.results) == [(tmp_path / "runs" / "pretrain-s1234" / "pretrain", 6)]
-    assert _stage_dirs(base.path, base.results) == [("midtrain", "midtrain")]
+    assert stage_dirs(base.path, base.results) == [(base.path / "midtrain", "midtrain")]
     own = by["code1001234"]  # trained its own pretrain stage
     assert _branch_sources(exp.dir, own.results) == []
-    assert _stage_dirs(own.path, own.results) == [("pretrain", "pretrain"), ("midtrain", "midtrain")]
+    assert stage_dirs(own.path, own.results) == [(own.path / "pretrain", "pretrain"), (own.path / "midtrain", "midtrain")]
     (own.path / "extra").mkdir()
     (own.path / "extra" / "metrics.jsonl").write_text('{"step": 10, "loss": 3.0}\n')
-    assert _stage_dirs(own.path, own.results)[-1] == ("extra", "extra")  # a stage still running
+    assert stage_dirs(own.path, own.results)[-1] == (own.path / "extra", "extra")  # a stage still running
     assert plot_loss_curves(exp, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
 

@@ -17,7 +17,7 @@ from cli.report_cmd import report
 from lab.run_report import MISSING, format_table, load_results, plot_report, report_table, table_csv
 from lab.statistics import pearson, relative_spread
 from mixkit.errors import MixkitError
-from mixkit.run_results import read_metrics
+from trainer.run_dir import read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
