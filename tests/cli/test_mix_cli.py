@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.mixkit_cli import main
 from mixkit.mix import MixStream
-from tests.conftest import random_docs
+from tests.support import random_docs
 
 
 @pytest.fixture

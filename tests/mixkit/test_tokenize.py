@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.mixkit_cli import main
 from mixkit.presets import TextSpec
 from mixkit.readers import Record
 from mixkit.store import TokenStore
 from mixkit.tokenize import TokenizeConfig, tokenize
+from tests.support import run_cli, run_cli_fail, write_jsonl
 
 RECORDS = [
     {"question": "What is 2+2?", "answer": "It is 4.\n#### 4"},
@@ -24,30 +23,6 @@ RECORDS = [
     {"question": "Tabs\tand <|endoftext|> inside", "answer": "  spaces  "},
     {"question": "Last", "answer": "one"},
 ] * 5
-
-
-def run_cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def run_cli_fail(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.output
-
-
-def write_jsonl(path: Path, records, opener=open) -> Path:
-    with opener(path, "wt", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
-
-
-def outputs(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 def test_round_trip_decodes_to_the_documents(tmp_path, tokenizer_path):

@@ -15,8 +15,7 @@ import mixkit
 import mixkit.counts as C
 from mixkit.errors import MixkitError
 from mixkit.store import write_store
-from tests.conftest import random_docs
-from tests.sample_stores import encode_store, read_jsonl
+from tests.support import encode_store, random_docs, read_jsonl
 
 
 def reference_counts(docs, vocab, *, sel=None, cap=None, drop_eos=None):
