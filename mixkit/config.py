@@ -43,8 +43,13 @@ class ConfigError(MixkitError):
     """A config value the user can fix; the message locates it (file, table, key)."""
 
 
-class Invalid(ValueError):
-    """Raised by a config's ``__post_init__``: ``key`` is the offending field (or dotted sub-key)."""
+class Invalid(MixkitError, ValueError):
+    """Raised by a config's ``__post_init__``: ``key`` is the offending field (or dotted sub-key).
+
+    ``from_table`` locates it (file, table, key). A config built directly in Python or
+    from command-line options raises it as it is: a ``MixkitError`` (one line on the
+    command line, ``key: problem``), and a ``ValueError`` for callers that catch those.
+    """
 
     def __init__(self, key: str, problem: str):
         super().__init__(f"{key}: {problem}")
