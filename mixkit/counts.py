@@ -284,10 +284,7 @@ def compute_counts(store: TokenStore, options: CountOptions, *, progress: bool |
 
 def cache_paths(store: TokenStore) -> tuple[Path, Path]:
     """``(NAME.counts.npy, NAME.counts.json)`` beside the store's files."""
-    return (
-        store.prefix.with_name(store.prefix.name + ".counts.npy"),
-        store.prefix.with_name(store.prefix.name + ".counts.json"),
-    )
+    return store.files.counts_npy, store.files.counts_json
 
 
 def _npy_bytes(counts: np.ndarray) -> bytes:

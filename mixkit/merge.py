@@ -14,7 +14,7 @@ from typing import Any
 
 from mixkit import __version__
 from mixkit.errors import MixkitError
-from mixkit.store import StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
+from mixkit.store import StoreFiles, StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
 
 
 def _are_shards_of_one_job(stores: list[TokenStore]) -> bool:
@@ -63,9 +63,9 @@ def merge(
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different dtypes ({first.dtype}, {s.dtype})")
         if s.manifest.get("eos") != first.manifest.get("eos"):
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different EOS policies")
-    prefix = resolve_data_dir(data_dir) / name
-    if prefix.with_name(name + ".json").exists() and not overwrite:
-        raise MixkitError(f"store '{name}' already exists in {prefix.parent} (use --overwrite to replace it)")
+    files = StoreFiles(resolve_data_dir(data_dir) / name)
+    if files.exists() and not overwrite:
+        raise MixkitError(f"store '{name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
     sharded = _are_shards_of_one_job(stores)
     if sharded:
         segments = _segments(stores)
@@ -74,7 +74,7 @@ def merge(
         segments = [(s, 0, s.num_docs, None) for s in stores]
         sources = [dict(src, part=s.name) for s in stores for src in s.manifest.get("sources", [])]
 
-    writer = StoreWriter(prefix, first.dtype)
+    writer = StoreWriter(files.prefix, first.dtype)
     try:
         for store, lo, hi, _ in segments:
             for start in range(lo, hi, 4096):

@@ -38,7 +38,7 @@ from mixkit.errors import MixkitError
 from mixkit.presets import TextSpec
 from mixkit.readers import BadRecord, expand_sources, read_records
 from mixkit.samples import DEFAULT_TOKENIZER
-from mixkit.store import StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+from mixkit.store import StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
 
 EOS_TOKEN = "<|endoftext|>"
 STATE_VERSION = 1
@@ -150,7 +150,8 @@ class Tokenization:
     def __init__(self, cfg: TokenizeConfig):
         self.cfg = cfg
         self.data_dir = resolve_data_dir(cfg.data_dir)
-        self.prefix = self.data_dir / cfg.name
+        self.files = StoreFiles(self.data_dir / cfg.name)
+        self.prefix = self.files.prefix
         all_sources = expand_sources(cfg.sources)
         self.all_sources = all_sources
         self.selected = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
@@ -158,7 +159,7 @@ class Tokenization:
         if cfg.eos and self.tokinfo.eos_id is None:
             raise MixkitError(f"tokenizer {self.tokinfo.path.name} has no {EOS_TOKEN} token; use --no-eos")
         self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
-        self.state_path = self.prefix.with_name(cfg.name + ".tokenize-state.json")
+        self.state_path = self.files.tokenize_state
 
     # -- identity of the job -------------------------------------------------------------------
 
@@ -180,13 +181,12 @@ class Tokenization:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if self.prefix.with_name(cfg.name + ".json").exists() and not cfg.overwrite:
-            raise MixkitError(f"store '{cfg.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
-        if cfg.holdout_docs and self.prefix.with_name(cfg.name + "-holdout.json").exists() and not cfg.overwrite:
-            raise MixkitError(f"store '{cfg.name}-holdout' already exists in {self.data_dir} (use --overwrite to replace it)")
+        outputs = [self.files, self.files.holdout] if cfg.holdout_docs else [self.files]
+        for files in outputs:
+            if files.exists() and not cfg.overwrite:
+                raise MixkitError(f"store '{files.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Temporaries of an atomic write that a kill interrupted are garbage, never state.
-        for stale in self.data_dir.glob(f".{cfg.name}.*.tmp"):
+        for stale in self.files.interrupted_temporaries():
             stale.unlink(missing_ok=True)
         sources = [describe_source(i, p) for i, p in self.selected]
         job = self.job_description(sources)
@@ -228,7 +228,7 @@ class Tokenization:
             return None
         if state.get("version") != STATE_VERSION or state.get("job") != job_hash:
             return None
-        partial = self.prefix.with_name(self.cfg.name + ".bin.partial")
+        partial = self.files.bin_partial
         if not partial.exists() or partial.stat().st_size < state["bin_bytes"]:
             return None
         return state
