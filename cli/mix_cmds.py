@@ -80,5 +80,5 @@ def inspect(name, plot_path, data_dir):
 
     stream = MixStream.open(name, data_dir)
     click.echo(report(stream))
-    out = plot_shares(stream, plot_path or stream.path / "shares.png")
+    out = plot_shares(stream, plot_path)
     click.echo(f"plot: {out}")
