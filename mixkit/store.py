@@ -201,6 +201,11 @@ def store_prefix(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
     return resolve_data_dir(data_dir) / text
 
 
+def _file(suffix: str) -> property:
+    """A ``StoreFiles`` property: the path ``PREFIX + suffix``."""
+    return property(lambda files: files.prefix.with_name(files.prefix.name + suffix), doc=f"``NAME{suffix}``")
+
+
 @dataclass(frozen=True)
 class StoreFiles:
     """The paths of every file that belongs to store ``NAME``; ``prefix`` is ``DATA_DIR/NAME``.
@@ -217,68 +222,31 @@ class StoreFiles:
         NAME-holdout.*                          the documents held out of NAME: another store
     """
 
-    BIN_SUFFIX = ".bin"
-    IDX_SUFFIX = ".idx"
-    MANIFEST_SUFFIX = ".json"
+    BIN_SUFFIX, IDX_SUFFIX, MANIFEST_SUFFIX = ".bin", ".idx", ".json"
     STORE_SUFFIXES = (BIN_SUFFIX, IDX_SUFFIX, MANIFEST_SUFFIX)
 
     prefix: Path
+
+    bin = _file(BIN_SUFFIX)
+    idx = _file(IDX_SUFFIX)
+    manifest = _file(MANIFEST_SUFFIX)
+    bin_partial = _file(".bin.partial")
+    lengths_partial = _file(".lengths.partial")
+    idx_partial = _file(".idx.partial")
+    detached_bin = _file(".detached.bin.partial")
+    detached_lengths = _file(".detached.lengths.partial")
+    tokenize_state = _file(".tokenize-state.json")
+    counts_npy = _file(".counts.npy")
+    counts_json = _file(".counts.json")
 
     @classmethod
     def of(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> StoreFiles:
         """The files of a store given by name (in ``data_dir``), path prefix or path to one of its files."""
         return cls(store_prefix(name_or_path, data_dir))
 
-    def _sibling(self, suffix: str) -> Path:
-        return self.prefix.with_name(self.prefix.name + suffix)
-
     @property
     def name(self) -> str:
         return self.prefix.name
-
-    @property
-    def bin(self) -> Path:
-        return self._sibling(self.BIN_SUFFIX)
-
-    @property
-    def idx(self) -> Path:
-        return self._sibling(self.IDX_SUFFIX)
-
-    @property
-    def manifest(self) -> Path:
-        return self._sibling(self.MANIFEST_SUFFIX)
-
-    @property
-    def bin_partial(self) -> Path:
-        return self._sibling(".bin.partial")
-
-    @property
-    def lengths_partial(self) -> Path:
-        return self._sibling(".lengths.partial")
-
-    @property
-    def idx_partial(self) -> Path:
-        return self._sibling(".idx.partial")
-
-    @property
-    def detached_bin(self) -> Path:
-        return self._sibling(".detached.bin.partial")
-
-    @property
-    def detached_lengths(self) -> Path:
-        return self._sibling(".detached.lengths.partial")
-
-    @property
-    def tokenize_state(self) -> Path:
-        return self._sibling(".tokenize-state.json")
-
-    @property
-    def counts_npy(self) -> Path:
-        return self._sibling(".counts.npy")
-
-    @property
-    def counts_json(self) -> Path:
-        return self._sibling(".counts.json")
 
     @property
     def holdout(self) -> StoreFiles:
@@ -325,9 +293,9 @@ class TokenStore:
         self.manifest = manifest
         self._index = index
         self.dtype: np.dtype = index.dtype
-        nbytes = self.bin_path.stat().st_size
+        nbytes = self.files.bin.stat().st_size
         if nbytes:
-            self.tokens: np.ndarray = np.memmap(self.bin_path, dtype=self.dtype, mode="r")
+            self.tokens: np.ndarray = np.memmap(self.files.bin, dtype=self.dtype, mode="r")
         else:
             self.tokens = np.zeros(0, dtype=self.dtype)
 
@@ -362,18 +330,6 @@ class TokenStore:
     @property
     def name(self) -> str:
         return self.prefix.name
-
-    @property
-    def bin_path(self) -> Path:
-        return self.files.bin
-
-    @property
-    def idx_path(self) -> Path:
-        return self.files.idx
-
-    @property
-    def json_path(self) -> Path:
-        return self.files.manifest
 
     @property
     def fingerprint(self) -> str:
@@ -430,7 +386,7 @@ class TokenStore:
 
     def verify(self) -> None:
         """Recompute the fingerprint and the index totals; raise ``MixkitError`` on any mismatch."""
-        fp = fingerprint_files(self.idx_path, self.bin_path)
+        fp = fingerprint_files(self.files.idx, self.files.bin)
         if fp != self.fingerprint:
             raise MixkitError(f"store '{self.name}': content fingerprint differs from its manifest (files changed)")
         total = int(np.asarray(self._index.lengths, dtype=np.int64).sum())

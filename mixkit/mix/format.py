@@ -36,14 +36,11 @@ from mixkit.errors import MixkitError
 from mixkit.store import read_manifest as read_json_manifest
 from mixkit.store import resolve_data_dir, sha256_file
 
-MIX_FORMAT = "mixkit-mix"
-MIX_FORMAT_VERSION = 1
-MIXES_DIR = "mixes"
-MANIFEST = "mix.json"
-DATASET_INDEX = "dataset_index.npy"
-DATASET_SAMPLE_INDEX = "dataset_sample_index.npy"
+MIX_FORMAT, MIX_FORMAT_VERSION = "mixkit-mix", 1
+MIXES_DIR = "mixes"  # a mix NAME lives in DATA_DIR/mixes/NAME/
+MANIFEST, DATASET_INDEX, DATASET_SAMPLE_INDEX = "mix.json", "dataset_index.npy", "dataset_sample_index.npy"
+EPOCH_ARRAYS = ("doc_idx", "sample_idx", "shuffle_idx")  # per dataset k: d{k}_doc_idx.npy, ...
 SHARES_PLOT = "shares.png"
-EPOCH_ARRAYS = ("doc_idx", "sample_idx", "shuffle_idx")
 
 
 def mix_dir(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:

@@ -113,7 +113,7 @@ class MixStream:
         self._datasets = []
         for info, store in zip(manifest["datasets"], stores):
             files = info["files"]
-            index = read_index(store.idx_path)
+            index = read_index(store.files.idx)
             self._datasets.append(
                 (
                     np.asarray(store.tokens),

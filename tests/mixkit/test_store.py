@@ -38,7 +38,7 @@ def test_id_too_large_is_refused(tmp_path):
 
 def test_truncated_bin_is_refused(tmp_path):
     store = write_store(tmp_path / "x", [np.arange(10), np.arange(5)], vocab_size=100)
-    with open(store.bin_path, "r+b") as f:
+    with open(store.files.bin, "r+b") as f:
         f.truncate(4)
     with pytest.raises(MixkitError, match="truncated"):
         TokenStore.open(tmp_path / "x")
@@ -46,7 +46,7 @@ def test_truncated_bin_is_refused(tmp_path):
 
 def test_index_layout_matches_header(tmp_path):
     store = write_store(tmp_path / "x", [np.arange(3), np.arange(4)], vocab_size=100)
-    idx = read_index(store.idx_path)
+    idx = read_index(store.files.idx)
     assert list(idx.lengths) == [3, 4]
     assert list(idx.pointers) == [0, 6]
     assert list(idx.doc_idx) == [0, 1, 2]
