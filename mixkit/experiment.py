@@ -72,8 +72,8 @@ class Experiment:
     # -- 2. distances ----------------------------------------------------------------------------------
 
     def measure(self) -> dict[str, Any]:
-        from mixkit.counts import distribution
         from mixkit.distance import distance_matrix, proximity_advantage
+        from mixkit.unigram import distribution
 
         labels = list(self.cfg.corpora)
         dists = {n: distribution(n, data_dir=self.data_dir, progress=False).probs for n in labels}
@@ -94,8 +94,8 @@ class Experiment:
         return f"{self.cfg.name}-{variant or 'pretrain'}"
 
     def plans(self) -> dict[str, Any]:
-        from mixkit.counts import parse_mixture
         from mixkit.mix import MixPlan, Phase
+        from mixkit.mixture import parse_mixture
 
         s = self.cfg.schedule
         shape = {"steps": s.steps, "seq_len": s.seq_len, "global_batch": s.global_batch, "seed": s.mix_seed,

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixkit.counts import parse_mixture
 from mixkit.errors import MixkitError
+from mixkit.mixture import parse_mixture
 from mixkit.presets import PRESETS
 from mixkit.samples import SAMPLES_DIR
 from mixkit.toml_file import read_toml

@@ -141,8 +141,8 @@ class Sweep(Experiment):
         return measured
 
     def plans(self) -> dict[str, Any]:
-        from mixkit.counts import parse_mixture
         from mixkit.mix import MixPlan, Phase
+        from mixkit.mixture import parse_mixture
 
         base_name = self.mix_name(None)
         plans = {k: v for k, v in super().plans().items() if k == base_name}
