@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mixkit.mix.plan import plan_default, plan_from_options
+from mixkit.config import field_default
+from mixkit.mix.plan import MixPlan, plan_from_options
 
 
 @click.command("build-mix")
@@ -18,10 +19,10 @@ from mixkit.mix.plan import plan_default, plan_from_options
 @click.option("--phase", "phases", multiple=True, metavar="START:NAME=W,...", help="A phase (repeatable), e.g. 6000:c4=0.8,code=0.2.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file of [[phase]] tables.")
 @click.option("--steps", type=int, help="Training steps (required unless the plan file gives it).")
-@click.option("--seq-len", type=int, help=f"Tokens per sample's inputs [default: {plan_default('seq_len')}].")
-@click.option("--global-batch", type=int, help=f"Samples per step [default: {plan_default('global_batch')}].")
-@click.option("--seed", type=int, help=f"Shuffle seed [default: {plan_default('seed')}].")
-@click.option("--world-size", type=int, default=plan_default("world_size"), show_default=True, help="Check the global batch splits over this many ranks.")
+@click.option("--seq-len", type=int, help=f"Tokens per sample's inputs [default: {field_default(MixPlan, 'seq_len')}].")
+@click.option("--global-batch", type=int, help=f"Samples per step [default: {field_default(MixPlan, 'global_batch')}].")
+@click.option("--seed", type=int, help=f"Shuffle seed [default: {field_default(MixPlan, 'seed')}].")
+@click.option("--world-size", type=int, default=field_default(MixPlan, "world_size"), show_default=True, help="Check the global batch splits over this many ranks.")
 @click.option("--allow-repeat", is_flag=True, help="Allow reading a dataset more than once (fresh shuffle each epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix of that name.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")

@@ -97,6 +97,15 @@ def has_default(f: dataclasses.Field) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
+def field_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the config ``cls``, for a command-line option or its help
+    text, so that the default stays written once, in the dataclass."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if not has_default(f):
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def from_table(cls: type[T], table: Any, where: Where | None = None, **extra: Any) -> T:
     """Build the dataclass ``cls`` from ``table``, checking every key and type; ``extra`` are
     keyword arguments that do not come from the table (derived or runtime values)."""

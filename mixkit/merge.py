@@ -14,6 +14,7 @@ from typing import Any
 
 from mixkit import __version__
 from mixkit.errors import MixkitError
+from mixkit.holdout import finish_with_holdout
 from mixkit.store import StoreFiles, StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
 
 
@@ -99,8 +100,6 @@ def merge(
         "mixkit_version": __version__,
     }
     if holdout_docs:
-        from mixkit.holdout import finish_with_holdout
-
         return finish_with_holdout(writer, manifest, holdout_docs, holdout_seed, overwrite)
     return writer.finish(manifest, overwrite=overwrite)
 

@@ -32,7 +32,6 @@ errors name the file, the table and the key. Each default is written once, in
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -137,11 +136,6 @@ class MixPlan:
             "seed": self.seed,
             "allow_repeat": self.allow_repeat,
         }
-
-
-def plan_default(name: str) -> Any:
-    """The default of the ``MixPlan`` field ``name`` (for help texts: the default is written once)."""
-    return {f.name: f.default for f in dataclasses.fields(MixPlan)}[name]
 
 
 def make_plan(phases: list[Phase], *, steps: int | None, **settings: Any) -> MixPlan:

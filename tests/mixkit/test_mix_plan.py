@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mixkit.config import ConfigError, Where, from_table
+from mixkit.config import ConfigError, Where, field_default, from_table
 from mixkit.errors import MixkitError
-from mixkit.mix.plan import MixPlan, Phase, load_plan_file, parse_phase, plan_default, plan_from_options
+from mixkit.mix.plan import MixPlan, Phase, load_plan_file, parse_phase, plan_from_options
 
 
 def test_the_three_forms_are_one_plan(tmp_path):
@@ -20,7 +20,7 @@ def test_the_three_forms_are_one_plan(tmp_path):
     assert [p.normalized() for p in phased.phases] == [p.normalized() for p in filed.phases]
     for plan in (simple, phased, filed):
         assert (plan.steps, plan.seq_len, plan.global_batch, plan.seed) == (20, 2048, 1024, 1234)
-    assert plan_default("seq_len") == MixPlan([Phase(0, {"c4": 1})], steps=1).seq_len == 2048
+    assert field_default(MixPlan, "seq_len") == MixPlan([Phase(0, {"c4": 1})], steps=1).seq_len == 2048
     assert plan_from_options(plan_file=plan_file, steps=30, seed=5).steps == 30  # the options win over the file
 
 
