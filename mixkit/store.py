@@ -282,9 +282,9 @@ class TokenStore:
     """A read-only, memory-mapped token store.
 
     ``store[i]`` is document ``i``'s tokens as a zero-copy view of ``store.tokens``,
-    the whole ``.bin`` as one 1-D memmap. Opening reads the manifest and the index
-    header and checks file sizes against the manifest (cheap); ``verify()`` also
-    recomputes the content fingerprint (reads everything).
+    the whole ``.bin`` as one 1-D memmap; ``store.files`` names its files (``StoreFiles``).
+    Opening reads the manifest and the index header and checks file sizes against the
+    manifest (cheap); ``verify()`` also recomputes the content fingerprint (reads everything).
     """
 
     def __init__(self, prefix: Path, manifest: dict[str, Any], index: IndexArrays):
