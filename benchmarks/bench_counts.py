@@ -4,7 +4,7 @@ Generates a store of at least ``--tokens`` tokens (default 500 M) by repeating t
 bundled C4 sample tokenized with the GPT-NeoX tokenizer (so ids follow real web-text
 frequencies), then, with the file in the page cache, times on the same memmap:
 
-* ``numba``: ``mixkit.counts.histogram`` (per-thread partial histograms, ``parallel=True``);
+* ``numba``: ``mixkit.unigram.histogram`` (per-thread partial histograms, ``parallel=True``);
 * ``np.bincount``: in blocks of 16 M tokens (one call on the whole memmap would first
   convert it to a 4-8 GB intp array);
 * ``read``: a parallel Numba sum over the same tokens: touching every byte once, the
@@ -31,9 +31,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from mixkit.counts import histogram
 from mixkit.samples import DEFAULT_TOKENIZER, sample_path
 from mixkit.store import StoreWriter, TokenStore, sha256_file
+from mixkit.unigram import histogram
 
 VOCAB = 50277
 

@@ -8,15 +8,20 @@ expression such as ``"c4:0.8,code:0.2"``. The numbers printed are the ones
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from mixkit.distance import METRIC_NAMES
+from mixkit import distance as D
+from mixkit.distance_plot import plot_distance_matrix
 from mixkit.errors import MixkitError
+from mixkit.store import TokenStore
+from mixkit.unigram import MIX_BY, CountOptions, count_store, distributions
 
 DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
-METRIC_CHOICES = METRIC_NAMES
+METRIC_CHOICES = D.METRIC_NAMES
+COUNT_DEFAULTS = CountOptions()
 
 
 def count_options(f):
@@ -25,7 +30,7 @@ def count_options(f):
         [
             click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP),
             click.option("--docs", type=int, help="Count a reproducible random sample of N documents per store."),
-            click.option("--seed", type=int, default=0, show_default=True, help="Seed of the document sample."),
+            click.option("--seed", type=int, default=COUNT_DEFAULTS.seed, show_default=True, help="Seed of the document sample."),
             click.option("--max-tokens-per-doc", type=int, help="Count only the first K tokens of each document."),
             click.option("--count-eos", is_flag=True, help="Also count the EOS token appended after each document."),
             click.option("--no-cache", is_flag=True, help="Neither read nor write NAME.counts.{npy,json}."),
@@ -41,14 +46,14 @@ def metric_options(f):
         [
             click.option(
                 "--mix-by",
-                type=click.Choice(["tokens", "docs"]),
-                default="tokens",
+                type=click.Choice(list(MIX_BY)),
+                default=MIX_BY[0],
                 show_default=True,
                 help="Mixture weights are token proportions, or document proportions (the paper's script).",
             ),
-            click.option("--smoothing", type=float, default=1e-7, show_default=True, help="Additive smoothing of KL."),
+            click.option("--smoothing", type=float, default=D.DEFAULT_SMOOTHING, show_default=True, help="Additive smoothing of KL."),
             click.option("--jaccard-top-k", type=int, help="Jaccard over the K most frequent ids (default: all that occur)."),
-            click.option("--paper-top-k", type=int, default=50_000, show_default=True, help="Top-k of the paper metric."),
+            click.option("--paper-top-k", type=int, default=D.PAPER_TOP_K, show_default=True, help="Top-k of the paper metric."),
         ]
     ):
         f = opt(f)
@@ -56,15 +61,11 @@ def metric_options(f):
 
 
 def _count_opts(docs, seed, max_tokens_per_doc, count_eos):
-    from mixkit.counts import CountOptions
-
     return CountOptions(docs=docs, seed=seed, max_tokens_per_doc=max_tokens_per_doc, count_eos=count_eos)
 
 
 def _metric_opts(smoothing, jaccard_top_k, paper_top_k):
-    from mixkit.distance import MetricOptions
-
-    return MetricOptions(smoothing=smoothing, jaccard_top_k=jaccard_top_k, paper_top_k=paper_top_k)
+    return D.MetricOptions(smoothing=smoothing, jaccard_top_k=jaccard_top_k, paper_top_k=paper_top_k)
 
 
 def _progress(quiet: bool) -> bool | None:
@@ -73,8 +74,6 @@ def _progress(quiet: bool) -> bool | None:
 
 def _resolve(specs, data_dir, mix_by, copts, no_cache, quiet):
     """Unique specs → distributions (tokenizers checked across all of them first)."""
-    from mixkit.counts import distributions
-
     unique = list(dict.fromkeys(specs))
     dists = distributions(
         unique, data_dir=data_dir, mix_by=mix_by, options=copts, cache=not no_cache, progress=_progress(quiet)
@@ -100,24 +99,15 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 @click.option("--force", is_flag=True, help="Recount even when a matching cache exists.")
 def count(names, data_dir, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet, force):
     """Count token ids of the stores NAMES and cache the counts next to each store."""
-    from mixkit.counts import cache_paths, compute_counts, counts_with, load_cached, save_cache
-    from mixkit.store import TokenStore
-
     if not names:
         raise MixkitError("no store names given (`mixkit list` shows the stores)")
     copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
     stores = [TokenStore.open(n, data_dir) for n in names]
     for store in stores:
-        cached = None if (force or no_cache) else load_cached(store, copts)
-        if cached is not None:
-            c, how = cached, "cached"
-        elif no_cache:
-            c, how = counts_with(store, copts, cache=False, progress=_progress(quiet)), "not cached"
-        else:
-            c = compute_counts(store, copts, progress=_progress(quiet))
-            how = "counted" if save_cache(store, copts, c) else "counted, cache not writable"
-        where = "" if no_cache else f" -> {cache_paths(store)[0]}"
-        click.echo(f"{store.name}: {int(c.sum()):,} tokens, {int((c > 0).sum()):,} distinct ids ({how}){where}")
+        r = count_store(store, copts, cache=not no_cache, force=force, progress=_progress(quiet))
+        c = r.counts
+        where = f" -> {r.cache_file}" if r.cache_file else ""
+        click.echo(f"{store.name}: {int(c.sum()):,} tokens, {int((c > 0).sum()):,} distinct ids ({r.how}){where}")
 
 
 @click.command()
@@ -133,8 +123,6 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
     Two sources: every metric as a table (or --metric's value). Three or more: the
     matrix of --metric, also written to OUT/distance.csv and OUT/distance.png.
     """
-    from mixkit import distance as D
-
     if len(sources) < 2:
         raise MixkitError("give at least two sources to compare (store names, paths or mixtures like c4:0.8,code:0.2)")
     copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
@@ -156,9 +144,7 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
     labels = list(sources)
     matrix = D.distance_matrix([probs[s] for s in labels], name, mopts)
     out_dir = Path(out)
-    write_matrix_csv(out_dir / "distance.csv", labels, matrix)
-    from mixkit.distance_plot import plot_distance_matrix
-
+    D.write_matrix_csv(out_dir / "distance.csv", labels, matrix)
     plot_distance_matrix(matrix, labels, name, out_dir / "distance.png")
     if as_json:
         click.echo(json.dumps({"labels": labels, "metric": name, "matrix": matrix.tolist()}))
@@ -166,21 +152,6 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
     click.echo(f"{name} ({D.METRIC_DESCRIPTIONS[name]})")
     click.echo(_table([""] + labels, [[lab] + [_fmt(v) for v in row] for lab, row in zip(labels, matrix)]))
     click.echo(f"wrote {out_dir / 'distance.csv'} and {out_dir / 'distance.png'}", err=True)
-
-
-def write_matrix_csv(path: Path, labels: list[str], matrix) -> None:
-    """CSV with a header row and a label column; values in full precision (``repr``)."""
-    import csv
-    import io
-
-    from mixkit import atomic
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["", *labels])
-    for lab, row in zip(labels, matrix):
-        w.writerow([lab, *(repr(float(v)) for v in row)])
-    atomic.write_text(path, buf.getvalue())
 
 
 @click.command()
@@ -198,10 +169,6 @@ def proximity(pretrain, mixes, targets, metrics, as_json, mix_by, smoothing, jac
     paper found this predicts the gain from midtraining on the mixture. Several --mix
     values are ranked (1 = largest advantage) per target and metric.
     """
-    from dataclasses import asdict
-
-    from mixkit import distance as D
-
     copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
     mopts = _metric_opts(smoothing, jaccard_top_k, paper_top_k)
     probs = _resolve([pretrain, *mixes, *targets], data_dir, mix_by, copts, no_cache, quiet)

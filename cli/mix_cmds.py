@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from mixkit.config import field_default
+from mixkit.mix.plan import MixPlan, plan_from_options
+
 
 @click.command("build-mix")
 @click.option("--name", required=True, help="Mix name: written to DATA_DIR/mixes/NAME.")
@@ -16,10 +19,10 @@ import click
 @click.option("--phase", "phases", multiple=True, metavar="START:NAME=W,...", help="A phase (repeatable), e.g. 6000:c4=0.8,code=0.2.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file of [[phase]] tables.")
 @click.option("--steps", type=int, help="Training steps (required unless the plan file gives it).")
-@click.option("--seq-len", type=int, help="Tokens per sample's inputs [default: 2048].")
-@click.option("--global-batch", type=int, help="Samples per step [default: 1024].")
-@click.option("--seed", type=int, help="Shuffle seed [default: 1234].")
-@click.option("--world-size", type=int, default=1, show_default=True, help="Check the global batch splits over this many ranks.")
+@click.option("--seq-len", type=int, help=f"Tokens per sample's inputs [default: {field_default(MixPlan, 'seq_len')}].")
+@click.option("--global-batch", type=int, help=f"Samples per step [default: {field_default(MixPlan, 'global_batch')}].")
+@click.option("--seed", type=int, help=f"Shuffle seed [default: {field_default(MixPlan, 'seed')}].")
+@click.option("--world-size", type=int, default=field_default(MixPlan, "world_size"), show_default=True, help="Check the global batch splits over this many ranks.")
 @click.option("--allow-repeat", is_flag=True, help="Allow reading a dataset more than once (fresh shuffle each epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix of that name.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
@@ -30,42 +33,16 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
     Simple form:  --base c4 --add code --ratio 0.2 --start-step 6000
     General form: --phase "0:c4=1" --phase "6000:c4=0.8,code=0.2"   or   --plan plan.toml
     """
-    from mixkit.errors import MixkitError
     from mixkit.mix.build import build_mix as build
-    from mixkit.mix.plan import MixPlan, load_plan_file, parse_phase, simple_phases
-
-    forms = sum([base is not None, bool(phases), plan_file is not None])
-    if forms != 1:
-        raise MixkitError("give exactly one of --base (with --add/--ratio), --phase, or --plan")
-    if base is None and (add is not None or ratio is not None):
-        raise MixkitError("--add and --ratio go with --base")
-    settings: dict = {}
-    if base is not None:
-        plan_phases = simple_phases(base, add, ratio, start_step)
-        if steps is not None and start_step >= steps:
-            raise MixkitError(f"--start-step {start_step} must be below --steps {steps}")
-    elif phases:
-        plan_phases = [parse_phase(p) for p in phases]
-    else:
-        plan_phases, settings = load_plan_file(plan_file)
-    given = {"steps": steps, "seq_len": seq_len, "global_batch": global_batch, "seed": seed}
-    settings.update({k: v for k, v in given.items() if v is not None})
-    if "steps" not in settings:
-        raise MixkitError("--steps is required (or 'steps' in the plan file)")
-    plan = MixPlan(
-        phases=plan_phases,
-        steps=settings["steps"],
-        seq_len=settings.get("seq_len", 2048),
-        global_batch=settings.get("global_batch", 1024),
-        seed=settings.get("seed", 1234),
-        allow_repeat=allow_repeat,
-        world_size=world_size,
-    )
-    out = build(plan, name, data_dir, overwrite=overwrite)
-    click.echo(f"wrote mix '{name}' to {out}")
     from mixkit.mix.inspect import report
     from mixkit.mix.stream import MixStream
 
+    plan = plan_from_options(
+        base=base, add=add, ratio=ratio, start_step=start_step, phases=phases, plan_file=plan_file, steps=steps,
+        seq_len=seq_len, global_batch=global_batch, seed=seed, allow_repeat=allow_repeat, world_size=world_size,
+    )
+    out = build(plan, name, data_dir, overwrite=overwrite)
+    click.echo(f"wrote mix '{name}' to {out}")
     click.echo(report(MixStream.open(out, data_dir)))
 
 
@@ -80,5 +57,5 @@ def inspect(name, plot_path, data_dir):
 
     stream = MixStream.open(name, data_dir)
     click.echo(report(stream))
-    out = plot_shares(stream, plot_path or stream.path / "shares.png")
+    out = plot_shares(stream, plot_path)
     click.echo(f"plot: {out}")

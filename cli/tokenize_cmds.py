@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
+from mixkit.config import field_default
 from mixkit.errors import MixkitError
+from mixkit.presets import PRESET_NAMES, TextSpec
+from mixkit.store import holdout_name
+from mixkit.tokenize import ON_ERROR, TokenizeConfig
 
 DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
 
@@ -17,37 +21,28 @@ def _unescape(template: str) -> str:
 @click.command()
 @click.argument("sources", nargs=-1)
 @click.option("--name", required=True, help="Store name: writes NAME.bin/.idx/.json in the data dir.")
-@click.option("--preset", type=click.Choice(["c4", "gsm8k", "math", "code", "instructions", "qa"]), help="A known dataset's template.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), help="A known dataset's template.")
 @click.option("--field", help="The record field holding the text (default: text).")
 @click.option("--template", help='A template over record fields, e.g. "{question}\\n{answer}".')
 @click.option("--tokenizer", type=click.Path(), help="A tokenizers JSON file (default: the bundled GPT-NeoX-20B tokenizer).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--workers", type=int, help="Tokenizer threads (default: all cores).")
-@click.option("--eos/--no-eos", default=True, show_default=True, help="Append <|endoftext|> (id 0) after each document.")
+@click.option("--eos/--no-eos", default=field_default(TokenizeConfig, "eos"), show_default=True, help="Append <|endoftext|> (id 0) after each document.")
 @click.option("--lines", is_flag=True, help="For .txt sources: one document per line (default: per file).")
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True, help="Stop at a bad record, or skip and count it.")
-@click.option("--num-shards", type=int, default=1, show_default=True, help="Split the sources into K shards ...")
-@click.option("--shard-index", type=int, default=0, show_default=True, help="... and tokenize shard i (join with `mixkit merge`).")
-@click.option("--holdout-docs", type=int, default=0, help="Hold out N random documents as NAME-holdout (never in NAME).")
-@click.option("--holdout-seed", type=int, default=0, show_default=True)
+@click.option("--on-error", type=click.Choice(ON_ERROR), default=field_default(TokenizeConfig, "on_error"), show_default=True, help="Stop at a bad record, or skip and count it.")
+@click.option("--num-shards", type=int, default=field_default(TokenizeConfig, "num_shards"), show_default=True, help="Split the sources into K shards ...")
+@click.option("--shard-index", type=int, default=field_default(TokenizeConfig, "shard_index"), show_default=True, help="... and tokenize shard i (join with `mixkit merge`).")
+@click.option("--holdout-docs", type=int, default=field_default(TokenizeConfig, "holdout_docs"), help="Hold out N random documents as NAME-holdout (never in NAME).")
+@click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--batch-bytes", type=int, default=1 << 21, hidden=True)
-@click.option("--checkpoint-seconds", type=float, default=5.0, hidden=True)
+@click.option("--batch-bytes", type=int, default=field_default(TokenizeConfig, "batch_bytes"), hidden=True)
+@click.option("--checkpoint-seconds", type=float, default=field_default(TokenizeConfig, "checkpoint_seconds"), hidden=True)
 def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds):
     """Tokenize SOURCES (JSONL[.gz|.zst], JSON arrays, Parquet, text, datasets folders) into a token store."""
-    from mixkit.presets import TextSpec
-    from mixkit.tokenize import TokenizeConfig
     from mixkit.tokenize import tokenize as run
 
-    if not sources:
-        raise MixkitError("no input sources given (pass files, globs or datasets folders)")
-    try:
-        spec = TextSpec(field=field, template=_unescape(template) if template else None, preset=preset)
-    except ValueError as e:
-        raise MixkitError(str(e)) from None
-    if num_shards > 1 and holdout_docs:
-        raise MixkitError("--holdout-docs applies to a whole corpus: give it to `mixkit merge`, not to a shard")
+    spec = TextSpec(field=field, template=_unescape(template) if template else None, preset=preset)
     cfg = TokenizeConfig(
         sources=list(sources), name=name, text=spec, tokenizer=tokenizer, data_dir=data_dir, workers=workers,
         eos=eos, lines=lines, on_error=on_error, num_shards=num_shards, shard_index=shard_index,
@@ -62,7 +57,7 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
         + (" [resumed]" if m.get("resumed") else "")
     )
     if holdout_docs:
-        click.echo(f"{m['name']}-holdout: {holdout_docs:,} held-out documents")
+        click.echo(f"{holdout_name(m['name'])}: {holdout_docs:,} held-out documents")
 
 
 @click.command()

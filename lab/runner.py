@@ -48,7 +48,6 @@ from lab.report import write_report
 from lab.results import EXPERIMENT_FILE
 from mixkit import atomic
 from mixkit.config import to_table
-from mixkit.counts import distribution
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
 from mixkit.mix import MixStream, build_mix
@@ -56,6 +55,7 @@ from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
 from mixkit.store import TokenStore, sha256_file
 from mixkit.tokenize import TokenizeConfig, tokenize
+from mixkit.unigram import distribution
 from trainer.run_dir import step_dir
 from trainer.stage_runner import run_stages
 from trainer.stages import run_config_from_dict

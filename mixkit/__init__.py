@@ -1,6 +1,6 @@
 """mixkit: midtraining data mixtures.
 
-corpus → token store (``mixkit.store``) → unigram counts (``mixkit.counts``) →
+corpus → token store (``mixkit.store``) → unigram counts (``mixkit.unigram``) →
 distances (``mixkit.distance``); token stores → mix plan → mix stream
 (``mixkit.mix``) → trainer batches.
 
@@ -18,7 +18,7 @@ from mixkit.store import TokenStore
 __version__ = "0.1.0"
 
 _LAZY = {
-    "counts": ("mixkit.counts", "counts"),
+    "counts": ("mixkit.unigram", "counts"),
     "MixStream": ("mixkit.mix.stream", "MixStream"),
 }
 

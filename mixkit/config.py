@@ -43,8 +43,13 @@ class ConfigError(MixkitError):
     """A config value the user can fix; the message locates it (file, table, key)."""
 
 
-class Invalid(ValueError):
-    """Raised by a config's ``__post_init__``: ``key`` is the offending field (or dotted sub-key)."""
+class Invalid(MixkitError, ValueError):
+    """Raised by a config's ``__post_init__``: ``key`` is the offending field (or dotted sub-key).
+
+    ``from_table`` locates it (file, table, key). A config built directly in Python or
+    from command-line options raises it as it is: a ``MixkitError`` (one line on the
+    command line, ``key: problem``), and a ``ValueError`` for callers that catch those.
+    """
 
     def __init__(self, key: str, problem: str):
         super().__init__(f"{key}: {problem}")
@@ -90,6 +95,15 @@ def config_keys(cls: type) -> list[str]:
 
 def has_default(f: dataclasses.Field) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the config ``cls``, for a command-line option or its help
+    text, so that the default stays written once, in the dataclass."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if not has_default(f):
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def from_table(cls: type[T], table: Any, where: Where | None = None, **extra: Any) -> T:

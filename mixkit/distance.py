@@ -15,11 +15,15 @@ positive advantage means the mixture moved the training distribution towards the
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mixkit import atomic
 from mixkit.errors import MixkitError
 
 DEFAULT_SMOOTHING = 1e-7
@@ -203,28 +207,24 @@ class MetricOptions:
             raise MixkitError(f"paper_top_k must be positive, got {self.paper_top_k}")
 
 
+_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, MetricOptions], float]] = {
+    "js": lambda a, b, o: js_divergence(a, b),
+    "js_distance": lambda a, b, o: js_distance(a, b),
+    "kl_ab": lambda a, b, o: kl_divergence(a, b, o.smoothing),
+    "kl_ba": lambda a, b, o: kl_divergence(b, a, o.smoothing),
+    "tv": lambda a, b, o: total_variation(a, b),
+    "hellinger": lambda a, b, o: hellinger(a, b),
+    "cosine": lambda a, b, o: cosine_distance(a, b),
+    "jaccard": lambda a, b, o: jaccard_distance(a, b, o.jaccard_top_k),
+    "paper": lambda a, b, o: paper_distance(a, b, o.paper_top_k),
+}
+
+
 def metric(name: str, a: np.ndarray, b: np.ndarray, options: MetricOptions | None = None) -> float:
     """The metric called ``name`` (one of ``METRIC_NAMES``) between ``a`` and ``b``."""
-    o = options or MetricOptions()
-    if name == "js":
-        return js_divergence(a, b)
-    if name == "js_distance":
-        return js_distance(a, b)
-    if name == "kl_ab":
-        return kl_divergence(a, b, o.smoothing)
-    if name == "kl_ba":
-        return kl_divergence(b, a, o.smoothing)
-    if name == "tv":
-        return total_variation(a, b)
-    if name == "hellinger":
-        return hellinger(a, b)
-    if name == "cosine":
-        return cosine_distance(a, b)
-    if name == "jaccard":
-        return jaccard_distance(a, b, o.jaccard_top_k)
-    if name == "paper":
-        return paper_distance(a, b, o.paper_top_k)
-    raise MixkitError(f"unknown metric '{name}' (choose from {', '.join(METRIC_NAMES)})")
+    if name not in _METRICS:
+        raise MixkitError(f"unknown metric '{name}' (choose from {', '.join(METRIC_NAMES)})")
+    return _METRICS[name](a, b, options or MetricOptions())
 
 
 def all_metrics(a: np.ndarray, b: np.ndarray, options: MetricOptions | None = None) -> dict[str, float]:
@@ -243,6 +243,16 @@ def distance_matrix(
             if i != j:
                 d[i, j] = metric(name, vectors[i], vectors[j], options)
     return d
+
+
+def write_matrix_csv(path: str | os.PathLike, labels: Sequence[str], matrix: np.ndarray) -> None:
+    """``matrix`` as CSV (atomically): a header row and a label column, values in full precision (``repr``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["", *labels])
+    for lab, row in zip(labels, matrix):
+        w.writerow([lab, *(repr(float(v)) for v in row)])
+    atomic.write_text(path, buf.getvalue())
 
 
 def proximity_advantage(

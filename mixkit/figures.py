@@ -14,7 +14,10 @@ from mixkit import atomic
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed)."""
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed).
+
+    Imported here, on the first plot, because matplotlib is heavy and most commands draw nothing.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,7 +14,8 @@ from typing import Any
 
 from mixkit import __version__
 from mixkit.errors import MixkitError
-from mixkit.store import StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
+from mixkit.holdout import finish_with_holdout
+from mixkit.store import StoreFiles, StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
 
 
 def _are_shards_of_one_job(stores: list[TokenStore]) -> bool:
@@ -63,9 +64,9 @@ def merge(
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different dtypes ({first.dtype}, {s.dtype})")
         if s.manifest.get("eos") != first.manifest.get("eos"):
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different EOS policies")
-    prefix = resolve_data_dir(data_dir) / name
-    if prefix.with_name(name + ".json").exists() and not overwrite:
-        raise MixkitError(f"store '{name}' already exists in {prefix.parent} (use --overwrite to replace it)")
+    files = StoreFiles(resolve_data_dir(data_dir) / name)
+    if files.exists() and not overwrite:
+        raise MixkitError(f"store '{name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
     sharded = _are_shards_of_one_job(stores)
     if sharded:
         segments = _segments(stores)
@@ -74,7 +75,7 @@ def merge(
         segments = [(s, 0, s.num_docs, None) for s in stores]
         sources = [dict(src, part=s.name) for s in stores for src in s.manifest.get("sources", [])]
 
-    writer = StoreWriter(prefix, first.dtype)
+    writer = StoreWriter(files.prefix, first.dtype)
     try:
         for store, lo, hi, _ in segments:
             for start in range(lo, hi, 4096):
@@ -99,8 +100,6 @@ def merge(
         "mixkit_version": __version__,
     }
     if holdout_docs:
-        from mixkit.holdout import finish_with_holdout
-
         return finish_with_holdout(writer, manifest, holdout_docs, holdout_seed, overwrite)
     return writer.finish(manifest, overwrite=overwrite)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,37 +30,32 @@ class Mixture:
     items: tuple[tuple[str, float], ...]
 
     def __post_init__(self) -> None:
-        names = [n for n, _ in self.items]
-        if not names:
-            raise MixkitError("mixture: no items")
-        for name, w in self.items:
-            if not name:
-                raise MixkitError(f"mixture '{self}': an item has a weight but no name")
-            if not math.isfinite(w) or w < 0:
-                raise MixkitError(f"mixture '{self}': weight of '{name}' must be finite and non-negative, got {w}")
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise MixkitError(f"mixture '{self}': '{twice[0]}' is named twice")
-        if sum(w for _, w in self.items) <= 0:
-            raise MixkitError(f"mixture '{self}': the weights are all zero")
+        _check(self.items, f"mixture '{self}'" if self.items else "mixture")
 
     @classmethod
-    def parse(cls, expr: str | Mapping[str, float] | Mixture) -> Mixture:
-        """A mixture from its text, a ``{name: weight}`` mapping, or another mixture."""
+    def parse(cls, expr: str | Mapping[str, float] | Mixture, *, where: str | None = None) -> Mixture:
+        """A mixture from its text, a ``{name: weight}`` mapping, or another mixture.
+
+        Errors read ``mixture 'EXPR': problem``, or ``WHERE: problem`` when ``where`` names
+        the place the expression came from (``--phase '6000:c4=0.8,code=0.2'``).
+        """
         if isinstance(expr, Mixture):
             return expr
         if isinstance(expr, Mapping):
+            label = where or f"mixture {dict(expr)!r}"
             items = []
             for name, w in expr.items():
                 if isinstance(w, bool) or not isinstance(w, int | float):
-                    raise MixkitError(f"mixture {dict(expr)!r}: weight of '{name}' is not a number: {w!r}")
+                    raise MixkitError(f"{label}: weight of '{name}' is not a number: {w!r}")
                 items.append((str(name), float(w)))
+            _check(items, label)
             return cls(tuple(items))
         if not isinstance(expr, str):
-            raise MixkitError(f"mixture must be text like 'c4:0.8,code:0.2', got {expr!r}")
+            raise MixkitError(f"{where + ': ' if where else ''}mixture must be text like 'c4:0.8,code:0.2', got {expr!r}")
+        label = where or f"mixture '{expr}'"
         parts = [p.strip() for p in expr.split(",")]
         if not parts or any(not p for p in parts):
-            raise MixkitError(f"mixture '{expr}': expected NAME:WEIGHT items separated by commas")
+            raise MixkitError(f"{label}: expected NAME:WEIGHT items separated by commas")
         items = []
         for part in parts:
             m = _SEPARATOR.search(part)
@@ -71,12 +66,9 @@ class Mixture:
             try:
                 weight = float(w)
             except ValueError:
-                raise MixkitError(f"mixture '{expr}': weight '{w}' of '{name}' is not a number") from None
-            if not name:
-                raise MixkitError(f"mixture '{expr}': an item has a weight but no name")
-            if not math.isfinite(weight) or weight < 0:
-                raise MixkitError(f"mixture '{expr}': weight of '{name}' must be finite and non-negative, got {w}")
+                raise MixkitError(f"{label}: weight '{w}' of '{name}' is not a number") from None
             items.append((name, weight))
+        _check(items, label)
         return cls(tuple(items))
 
     @property
@@ -104,6 +96,23 @@ class Mixture:
 
     def __str__(self) -> str:
         return ",".join(f"{n}:{w:g}" for n, w in self.items)
+
+
+def _check(items: Sequence[tuple[str, float]], label: str) -> None:
+    """The rules of a mixture (module docstring); errors start with ``label``."""
+    names = [n for n, _ in items]
+    if not names:
+        raise MixkitError(f"{label}: no items")
+    for name, w in items:
+        if not name:
+            raise MixkitError(f"{label}: an item has a weight but no name")
+        if not math.isfinite(w) or w < 0:
+            raise MixkitError(f"{label}: weight of '{name}' must be finite and non-negative, got {w:g}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise MixkitError(f"{label}: '{twice[0]}' is named twice")
+    if sum(w for _, w in items) <= 0:
+        raise MixkitError(f"{label}: the weights are all zero")
 
 
 def is_mixture_expr(text: Any) -> bool:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mixkit.config import invalid
 from mixkit.readers import BadRecord, Record
 
 PromptAnswer = tuple[str, str]
@@ -43,10 +44,6 @@ def _get_str(rec: Record, key: str) -> str:
     if not isinstance(value, str):
         raise BadRecord(rec.origin, "non-string field", f"field '{key}' is {type(value).__name__}, expected a string")
     return value
-
-
-def _has(rec: Record, key: str) -> bool:
-    return isinstance(rec.fields.get(key), str)
 
 
 def _strip_eot(text: str) -> str:
@@ -135,29 +132,31 @@ PRESETS: dict[str, Callable[[Record], PromptAnswer]] = {
     "instructions": instructions,
     "qa": qa,
 }
+PRESET_NAMES = tuple(PRESETS)  # the choices of --preset
 
 
 @dataclass(frozen=True)
 class TextSpec:
-    """Which text a record contributes: exactly one of a field, a template or a preset."""
+    """Which text a record contributes: at most one of a field, a template or a preset
+    (none: the field ``text``). A config (``mixkit.config``): its checks raise ``invalid``."""
 
     field: str | None = None
     template: str | None = None
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        given = [x for x in (self.field, self.template, self.preset) if x is not None]
+        given = [k for k in ("field", "template", "preset") if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError("give only one of field, template, preset")
+            raise invalid(given[-1], "give only one of field, template, preset")
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
+            raise invalid("preset", f"unknown preset {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.template is not None:
             try:
                 names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
             except ValueError as e:
-                raise ValueError(f"template {self.template!r} is not a valid format string ({e})") from None
+                raise invalid("template", f"{self.template!r} is not a valid format string ({e})") from None
             if not names:
-                raise ValueError(f"template {self.template!r} names no field")
+                raise invalid("template", f"{self.template!r} names no field")
 
     def describe(self) -> dict[str, Any]:
         if self.preset:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from mixkit.errors import MixkitError
 
 
@@ -107,8 +109,6 @@ class _ZstdReader(io.RawIOBase):
     """
 
     def __init__(self, path: Path):
-        import zstandard
-
         self._zstd = zstandard
         self._path = path
         self._f = open(path, "rb")
@@ -265,7 +265,7 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
 
 
 def read_parquet(path: Path, batch_size: int = 1024) -> Iterator[Record | BadRecord]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy (a third of a second): loaded only for Parquet sources
 
     try:
         pf = pq.ParquetFile(path)
@@ -315,7 +315,7 @@ def read_hf(path: Path) -> Iterator[Record | BadRecord]:
     """
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import datasets
+    import datasets  # heavy, and reads the offline switches above when imported
 
     datasets.disable_progress_bars()
     try:

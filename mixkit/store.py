@@ -35,6 +35,10 @@ A store named ``NAME`` is three files in the data directory:
 The manifest is renamed into place last: a store without its manifest, or whose
 files disagree with the sizes the manifest records, does not exist as far as
 ``TokenStore.open`` is concerned.
+
+Every other file that belongs to a store (partial output, the tokenize checkpoint, the
+counts cache, the held-out store) is named by ``StoreFiles``, the one place store file
+names are made.
 """
 
 from __future__ import annotations
@@ -174,6 +178,14 @@ def read_index(idx_path: str | os.PathLike) -> IndexArrays:
     return IndexArrays(np.dtype(DTYPE_CODES[code]), lengths, pointers, doc_idx)
 
 
+HOLDOUT_SUFFIX = "-holdout"
+
+
+def holdout_name(name: str) -> str:
+    """The store of the documents held out of store ``name`` (``--holdout-docs``): ``NAME-holdout``."""
+    return name + HOLDOUT_SUFFIX
+
+
 def store_prefix(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Map a store name, a path prefix, or a path to one of its files onto the path prefix.
 
@@ -181,7 +193,7 @@ def store_prefix(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
     separator (``./c4``, ``/data/c4.bin``) is a path.
     """
     text = str(name_or_path)
-    for suffix in (".bin", ".idx", ".json"):
+    for suffix in StoreFiles.STORE_SUFFIXES:
         if text.endswith(suffix):
             return Path(text[: -len(suffix)])
     if os.sep in text or (os.altsep and os.altsep in text):
@@ -189,23 +201,101 @@ def store_prefix(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | 
     return resolve_data_dir(data_dir) / text
 
 
+def _file(suffix: str) -> property:
+    """A ``StoreFiles`` property: the path ``PREFIX + suffix``."""
+    return property(lambda files: files.prefix.with_name(files.prefix.name + suffix), doc=f"``NAME{suffix}``")
+
+
+@dataclass(frozen=True)
+class StoreFiles:
+    """The paths of every file that belongs to store ``NAME``; ``prefix`` is ``DATA_DIR/NAME``.
+
+    ::
+
+        NAME.bin  NAME.idx  NAME.json           the store itself (module docstring)
+        NAME.bin.partial  NAME.lengths.partial  a ``StoreWriter``'s output while it grows
+        NAME.idx.partial                        the index while ``finish`` writes it
+        NAME.detached.bin.partial               output set aside by ``StoreWriter.detach``
+        NAME.detached.lengths.partial
+        NAME.tokenize-state.json                ``mixkit tokenize``'s resume checkpoint
+        NAME.counts.npy  NAME.counts.json       cached unigram counts (``mixkit.unigram``)
+        NAME-holdout.*                          the documents held out of NAME: another store
+    """
+
+    BIN_SUFFIX, IDX_SUFFIX, MANIFEST_SUFFIX = ".bin", ".idx", ".json"
+    STORE_SUFFIXES = (BIN_SUFFIX, IDX_SUFFIX, MANIFEST_SUFFIX)
+
+    prefix: Path
+
+    bin = _file(BIN_SUFFIX)
+    idx = _file(IDX_SUFFIX)
+    manifest = _file(MANIFEST_SUFFIX)
+    bin_partial = _file(".bin.partial")
+    lengths_partial = _file(".lengths.partial")
+    idx_partial = _file(".idx.partial")
+    detached_bin = _file(".detached.bin.partial")
+    detached_lengths = _file(".detached.lengths.partial")
+    tokenize_state = _file(".tokenize-state.json")
+    counts_npy = _file(".counts.npy")
+    counts_json = _file(".counts.json")
+
+    @classmethod
+    def of(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> StoreFiles:
+        """The files of a store given by name (in ``data_dir``), path prefix or path to one of its files."""
+        return cls(store_prefix(name_or_path, data_dir))
+
+    @property
+    def name(self) -> str:
+        return self.prefix.name
+
+    @property
+    def holdout(self) -> StoreFiles:
+        """The files of ``NAME-holdout``, the store of the documents held out of this one."""
+        return StoreFiles(self.prefix.with_name(holdout_name(self.name)))
+
+    def exists(self) -> bool:
+        """Whether the store is there: its manifest is written last, so it decides."""
+        return self.manifest.exists()
+
+    def interrupted_temporaries(self) -> list[Path]:
+        """Temporaries of atomic writes of these files that a kill interrupted (``.NAME.*.tmp``, see
+        ``mixkit.atomic``): garbage, never state."""
+        return sorted(self.prefix.parent.glob(f".{self.name}.*.tmp"))
+
+
+def read_manifest(path: Path, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON manifest at ``path``, which must say ``"format": fmt``; ``what`` names the artifact in errors.
+
+    Every artifact mixkit writes (stores, mixes) carries such a manifest, written with
+    ``mixkit.atomic.write_json``.
+    """
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MixkitError(f"{path}: unreadable {what} manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        raise MixkitError(f"{path}: not a mixkit {what} manifest")
+    return manifest
+
+
 class TokenStore:
     """A read-only, memory-mapped token store.
 
     ``store[i]`` is document ``i``'s tokens as a zero-copy view of ``store.tokens``,
-    the whole ``.bin`` as one 1-D memmap. Opening reads the manifest and the index
-    header and checks file sizes against the manifest (cheap); ``verify()`` also
-    recomputes the content fingerprint (reads everything).
+    the whole ``.bin`` as one 1-D memmap; ``store.files`` names its files (``StoreFiles``).
+    Opening reads the manifest and the index header and checks file sizes against the
+    manifest (cheap); ``verify()`` also recomputes the content fingerprint (reads everything).
     """
 
     def __init__(self, prefix: Path, manifest: dict[str, Any], index: IndexArrays):
         self.prefix = prefix
+        self.files = StoreFiles(prefix)
         self.manifest = manifest
         self._index = index
         self.dtype: np.dtype = index.dtype
-        nbytes = self.bin_path.stat().st_size
+        nbytes = self.files.bin.stat().st_size
         if nbytes:
-            self.tokens: np.ndarray = np.memmap(self.bin_path, dtype=self.dtype, mode="r")
+            self.tokens: np.ndarray = np.memmap(self.files.bin, dtype=self.dtype, mode="r")
         else:
             self.tokens = np.zeros(0, dtype=self.dtype)
 
@@ -213,23 +303,16 @@ class TokenStore:
 
     @classmethod
     def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TokenStore:
-        prefix = store_prefix(name_or_path, data_dir)
-        json_path = prefix.with_name(prefix.name + ".json")
-        bin_path = prefix.with_name(prefix.name + ".bin")
-        idx_path = prefix.with_name(prefix.name + ".idx")
-        if not json_path.exists():
+        files = StoreFiles.of(name_or_path, data_dir)
+        prefix = files.prefix
+        if not files.exists():
             where = prefix.parent if str(prefix.parent) != "." else Path.cwd()
             raise MixkitError(
                 f"no token store named '{prefix.name}' in {where} "
                 f"(`mixkit list` shows the stores; `mixkit tokenize` makes one)"
             )
-        try:
-            manifest = json.loads(json_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise MixkitError(f"{json_path}: unreadable manifest ({e})") from None
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise MixkitError(f"{json_path}: not a mixkit token store manifest")
-        for path, key in ((bin_path, "bin_bytes"), (idx_path, "idx_bytes")):
+        manifest = read_manifest(files.manifest, MANIFEST_FORMAT, "token store")
+        for path, key in ((files.bin, "bin_bytes"), (files.idx, "idx_bytes")):
             if not path.exists():
                 raise MixkitError(f"store '{prefix.name}': {path.name} is missing")
             if path.stat().st_size != manifest[key]:
@@ -237,7 +320,7 @@ class TokenStore:
                     f"store '{prefix.name}': {path.name} is {path.stat().st_size} bytes but the manifest "
                     f"says {manifest[key]} (truncated or rewritten; re-tokenize with --overwrite)"
                 )
-        index = read_index(idx_path)
+        index = read_index(files.idx)
         if index.dtype.name != manifest["dtype"]:
             raise MixkitError(f"store '{prefix.name}': index dtype {index.dtype.name} != manifest {manifest['dtype']}")
         return cls(prefix, manifest, index)
@@ -247,18 +330,6 @@ class TokenStore:
     @property
     def name(self) -> str:
         return self.prefix.name
-
-    @property
-    def bin_path(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".bin")
-
-    @property
-    def idx_path(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".idx")
-
-    @property
-    def json_path(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".json")
 
     @property
     def fingerprint(self) -> str:
@@ -315,7 +386,7 @@ class TokenStore:
 
     def verify(self) -> None:
         """Recompute the fingerprint and the index totals; raise ``MixkitError`` on any mismatch."""
-        fp = fingerprint_files(self.idx_path, self.bin_path)
+        fp = fingerprint_files(self.files.idx, self.files.bin)
         if fp != self.fingerprint:
             raise MixkitError(f"store '{self.name}': content fingerprint differs from its manifest (files changed)")
         total = int(np.asarray(self._index.lengths, dtype=np.int64).sum())
@@ -366,7 +437,7 @@ def list_stores(data_dir: str | os.PathLike | None = None) -> list[str]:
     if not d.is_dir():
         return []
     names = []
-    for p in sorted(d.glob("*.json")):
+    for p in sorted(d.glob("*" + StoreFiles.MANIFEST_SUFFIX)):
         try:
             if json.loads(p.read_text()).get("format") == MANIFEST_FORMAT:
                 names.append(p.stem)
@@ -384,17 +455,19 @@ class StoreWriter:
     documents)``; ``resume_from`` reopens the partial files at such a position so a
     killed job continues instead of starting over. ``finish`` writes the index and the
     manifest (with the fingerprint) and renames ``.bin``, ``.idx``, ``.json`` into
-    place, the manifest last.
+    place, the manifest last; ``detach`` instead hands the documents written so far
+    over to be read (``DetachedOutput``), so new writers may start at the same prefix.
     """
 
     def __init__(self, prefix: str | os.PathLike, dtype: np.dtype | str, *, resume_from: tuple[int, int] | None = None):
         self.prefix = Path(prefix)
+        self.files = StoreFiles(self.prefix)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.dtype = np.dtype(dtype)
         if self.dtype.name not in CODE_OF_DTYPE:
             raise MixkitError(f"unsupported token dtype {self.dtype}")
-        self.partial_path = self.prefix.with_name(self.prefix.name + ".bin.partial")
-        self.lengths_path = self.prefix.with_name(self.prefix.name + ".lengths.partial")
+        self.partial_path = self.files.bin_partial
+        self.lengths_path = self.files.lengths_partial
         self._pending: list[np.ndarray] = []
         if resume_from is None:
             self._f = open(self.partial_path, "wb")
@@ -457,18 +530,30 @@ class StoreWriter:
         self.partial_path.unlink(missing_ok=True)
         self.lengths_path.unlink(missing_ok=True)
 
+    def detach(self) -> DetachedOutput:
+        """Close the writer and hand over the documents written so far, moved to other names.
+
+        What a split needs (``mixkit.holdout`` turns one run's output into ``NAME`` and
+        ``NAME-holdout``): the output stays readable while new ``StoreWriter``s write
+        at the same prefix. ``DetachedOutput.delete`` removes it when done.
+        """
+        self.flush()
+        self.close()
+        os.replace(self.partial_path, self.files.detached_bin)
+        os.replace(self.lengths_path, self.files.detached_lengths)
+        return DetachedOutput(self.files.detached_bin, self.files.detached_lengths, self.dtype)
+
     def finish(self, manifest: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
         """Write the index and manifest, rename everything into place; return the manifest."""
         self.flush()
         self._f.close()
         self._lf.close()
-        bin_path = self.prefix.with_name(self.prefix.name + ".bin")
-        idx_path = self.prefix.with_name(self.prefix.name + ".idx")
-        json_path = self.prefix.with_name(self.prefix.name + ".json")
-        if json_path.exists() and not overwrite:
+        files = self.files
+        bin_path, idx_path, json_path = files.bin, files.idx, files.manifest
+        if files.exists() and not overwrite:
             raise MixkitError(f"store '{self.prefix.name}' already exists in {self.prefix.parent} (use --overwrite to replace it)")
         lengths = np.fromfile(self.lengths_path, dtype="<i4")
-        idx_tmp = self.prefix.with_name(self.prefix.name + ".idx.partial")
+        idx_tmp = files.idx_partial
         atomic.write_bytes(idx_tmp, encode_index(lengths, self.dtype))
         full = dict(manifest)
         full.update(
@@ -489,6 +574,33 @@ class StoreWriter:
         atomic.write_json(json_path, full)
         self.lengths_path.unlink(missing_ok=True)
         return full
+
+
+class DetachedOutput:
+    """Documents a ``StoreWriter`` wrote, set aside by ``StoreWriter.detach``: read, then ``delete``.
+
+    ``tokens`` memory-maps the token file, ``lengths`` holds each document's token count
+    (int64) and ``offsets`` where each starts (``offsets[i + 1] - offsets[i] = lengths[i]``).
+    """
+
+    def __init__(self, bin_path: Path, lengths_path: Path, dtype: np.dtype):
+        self.bin_path = bin_path
+        self.lengths_path = lengths_path
+        self.lengths = np.fromfile(lengths_path, dtype="<i4").astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.tokens = np.memmap(bin_path, dtype=dtype, mode="r") if self.offsets[-1] else np.zeros(0, dtype)
+
+    def __len__(self) -> int:
+        return int(self.lengths.size)
+
+    def documents(self, start: int, stop: int) -> list[np.ndarray]:
+        """Documents ``start`` to ``stop - 1`` as views of ``tokens``."""
+        return [self.tokens[self.offsets[i] : self.offsets[i + 1]] for i in range(start, stop)]
+
+    def delete(self) -> None:
+        self.tokens = np.zeros(0, self.tokens.dtype)  # drop the memory map before its file goes
+        self.bin_path.unlink(missing_ok=True)
+        self.lengths_path.unlink(missing_ok=True)
 
 
 def write_store(

@@ -29,24 +29,34 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
+from tokenizers import Tokenizer
+from tqdm import tqdm
 
 from mixkit import __version__, atomic
+from mixkit.config import invalid
 from mixkit.errors import MixkitError
+from mixkit.holdout import finish_with_holdout
 from mixkit.presets import TextSpec
 from mixkit.readers import BadRecord, expand_sources, read_records
 from mixkit.samples import DEFAULT_TOKENIZER
-from mixkit.store import StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+from mixkit.store import StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
 
 EOS_TOKEN = "<|endoftext|>"
 STATE_VERSION = 1
+OnError = Literal["raise", "skip"]
+ON_ERROR: tuple[str, ...] = get_args(OnError)  # stop at a bad record, or skip and count it
 
 
 @dataclass
 class TokenizeConfig:
-    """Everything that decides the bytes of a store (plus how to run: workers, quiet)."""
+    """Everything that decides the bytes of a store (plus how to run: workers, quiet).
+
+    A config (``mixkit.config``): built from a table with ``from_table`` or directly; the
+    checks run at once, before any work, and raise ``invalid(key, problem)``.
+    """
 
     sources: list[str]
     name: str
@@ -56,7 +66,7 @@ class TokenizeConfig:
     workers: int | None = None
     eos: bool = True
     lines: bool = False
-    on_error: str = "raise"
+    on_error: OnError = "raise"
     num_shards: int = 1
     shard_index: int = 0
     overwrite: bool = False
@@ -67,16 +77,20 @@ class TokenizeConfig:
     checkpoint_seconds: float = 5.0
 
     def __post_init__(self) -> None:
+        if not self.sources:
+            raise invalid("sources", "no input sources given (pass files, globs or datasets folders)")
         if not self.name or "/" in self.name or self.name.startswith("."):
-            raise MixkitError(f"name: {self.name!r} is not a valid store name (no '/', not starting with '.')")
-        if self.on_error not in ("raise", "skip"):
-            raise MixkitError(f"on_error: expected 'raise' or 'skip', got {self.on_error!r}")
+            raise invalid("name", f"{self.name!r} is not a valid store name (no '/', not starting with '.')")
+        if self.on_error not in ON_ERROR:
+            raise invalid("on_error", f"expected 'raise' or 'skip', got {self.on_error!r}")
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise MixkitError(f"shard_index: need 0 <= shard_index < num_shards, got {self.shard_index} of {self.num_shards}")
+            raise invalid("shard_index", f"need 0 <= shard_index < num_shards, got {self.shard_index} of {self.num_shards}")
         if self.workers is not None and self.workers < 1:
-            raise MixkitError(f"workers: must be at least 1, got {self.workers}")
+            raise invalid("workers", f"must be at least 1, got {self.workers}")
         if self.holdout_docs < 0:
-            raise MixkitError(f"holdout_docs: must be >= 0, got {self.holdout_docs}")
+            raise invalid("holdout_docs", f"must be >= 0, got {self.holdout_docs}")
+        if self.holdout_docs and self.num_shards > 1:
+            raise invalid("holdout_docs", "applies to a whole corpus: give it to `mixkit merge`, not to a shard")
 
 
 @dataclass
@@ -99,8 +113,6 @@ def load_tokenizer(path: str | os.PathLike | None, workers: int | None = None):
     if workers is not None:
         os.environ["RAYON_RS_NUM_CPUS"] = str(workers)
         os.environ["RAYON_NUM_THREADS"] = str(workers)
-    from tokenizers import Tokenizer
-
     path = Path(path) if path is not None else DEFAULT_TOKENIZER
     try:
         tok = Tokenizer.from_file(str(path))
@@ -150,7 +162,8 @@ class Tokenization:
     def __init__(self, cfg: TokenizeConfig):
         self.cfg = cfg
         self.data_dir = resolve_data_dir(cfg.data_dir)
-        self.prefix = self.data_dir / cfg.name
+        self.files = StoreFiles(self.data_dir / cfg.name)
+        self.prefix = self.files.prefix
         all_sources = expand_sources(cfg.sources)
         self.all_sources = all_sources
         self.selected = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
@@ -158,7 +171,7 @@ class Tokenization:
         if cfg.eos and self.tokinfo.eos_id is None:
             raise MixkitError(f"tokenizer {self.tokinfo.path.name} has no {EOS_TOKEN} token; use --no-eos")
         self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
-        self.state_path = self.prefix.with_name(cfg.name + ".tokenize-state.json")
+        self.state_path = self.files.tokenize_state
 
     # -- identity of the job -------------------------------------------------------------------
 
@@ -180,13 +193,12 @@ class Tokenization:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if self.prefix.with_name(cfg.name + ".json").exists() and not cfg.overwrite:
-            raise MixkitError(f"store '{cfg.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
-        if cfg.holdout_docs and self.prefix.with_name(cfg.name + "-holdout.json").exists() and not cfg.overwrite:
-            raise MixkitError(f"store '{cfg.name}-holdout' already exists in {self.data_dir} (use --overwrite to replace it)")
+        outputs = [self.files, self.files.holdout] if cfg.holdout_docs else [self.files]
+        for files in outputs:
+            if files.exists() and not cfg.overwrite:
+                raise MixkitError(f"store '{files.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Temporaries of an atomic write that a kill interrupted are garbage, never state.
-        for stale in self.data_dir.glob(f".{cfg.name}.*.tmp"):
+        for stale in self.files.interrupted_temporaries():
             stale.unlink(missing_ok=True)
         sources = [describe_source(i, p) for i, p in self.selected]
         job = self.job_description(sources)
@@ -228,7 +240,7 @@ class Tokenization:
             return None
         if state.get("version") != STATE_VERSION or state.get("job") != job_hash:
             return None
-        partial = self.prefix.with_name(self.cfg.name + ".bin.partial")
+        partial = self.files.bin_partial
         if not partial.exists() or partial.stat().st_size < state["bin_bytes"]:
             return None
         return state
@@ -286,8 +298,6 @@ class Tokenization:
                 # Keep the encoder from blocking on a full queue.
                 while encoded.get() is not _DONE:
                     pass
-
-        from tqdm import tqdm
 
         bar = tqdm(
             total=total_bytes, unit="B", unit_scale=True, desc=f"tokenize {cfg.name}",
@@ -415,8 +425,6 @@ class Tokenization:
             self.state_path.unlink(missing_ok=True)
             raise MixkitError(f"no documents in the sources of '{cfg.name}' (all empty or skipped: {manifest['skipped']})")
         if cfg.holdout_docs:
-            from mixkit.holdout import finish_with_holdout
-
             manifest = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
         else:
             manifest = writer.finish(manifest, overwrite=cfg.overwrite)

@@ -21,5 +21,7 @@ def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
         raise MixkitError(f"{what} {p} does not exist")
     try:
         return tomllib.loads(p.read_text())
+    except OSError as e:
+        raise MixkitError(f"cannot read {what} {p}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise MixkitError(f"{p}: invalid TOML ({e})") from None

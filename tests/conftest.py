@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -27,18 +26,6 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     d.mkdir()
     monkeypatch.setenv("MIXKIT_DATA_DIR", str(d))
     return d
-
-
-def random_docs(rng: np.random.Generator, n_docs: int, vocab: int, max_len: int = 200, eos: int | None = 0) -> list[np.ndarray]:
-    """Random documents, each ending with ``eos`` when given (as tokenize writes them)."""
-    docs = []
-    for _ in range(n_docs):
-        n = int(rng.integers(1, max_len + 1))
-        d = rng.integers(1 if eos == 0 else 0, vocab, size=n)
-        if eos is not None:
-            d[-1] = eos
-        docs.append(d)
-    return docs
 
 
 @pytest.fixture

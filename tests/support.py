@@ -1,10 +1,35 @@
-"""Helpers shared by the tests: hand-written study folders and shortened study configs."""
+"""Helpers shared by the tests: synthetic and real-text stores, reference constructions, CLI runners.
+
+- ``random_docs``: random documents ending with EOS, as ``mixkit tokenize`` writes them.
+- ``encode_store`` / ``bundled_store``: token stores made from real text with the GPT-NeoX
+  tokenizer (documents rendered like ``mixkit tokenize --preset`` renders them, EOS id 0),
+  so the counts/distance tests measure what users measure.
+- ``reference_blend`` / ``ReferenceStream`` / ``reference_rows``: slow, obviously-correct
+  constructions of a mix, for checking the fast paths in ``mixkit.mix``.
+- ``run_cli`` / ``run_cli_fail`` / ``write_jsonl`` / ``outputs``: the ``mixkit`` command in-process.
+- ``FakeStream`` / ``tiny_stream`` / ``tiny_tokens``: in-memory mix streams for the trainer's tests
+  (named as ``mix = "python:tests.support:tiny_stream"``).
+- ``shortened_quickstart`` / ``toml_text`` / ``write_run``: study configs small enough for a test, and
+  run folders as ``trainer train`` writes them, for the lab's tests.
+"""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from cli.mixkit_cli import main
+from mixkit.mix.indices import epoch_seed
+from mixkit.samples import DEFAULT_TOKENIZER, sample_path
+from mixkit.store import TokenStore, write_store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -12,6 +37,157 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_docs(rng: np.random.Generator, n_docs: int, vocab: int, max_len: int = 200, eos: int | None = 0) -> list[np.ndarray]:
+    """Random documents, each ending with ``eos`` when given (as tokenize writes them)."""
+    docs = []
+    for _ in range(n_docs):
+        n = int(rng.integers(1, max_len + 1))
+        d = rng.integers(1 if eos == 0 else 0, vocab, size=n)
+        if eos is not None:
+            d[-1] = eos
+        docs.append(d)
+    return docs
+
+
+# -- stores of real text -------------------------------------------------------------------------
+
+RENDER: dict[str, Callable[[dict], str]] = {
+    "c4": lambda r: r["text"],
+    "gsm8k_train": lambda r: f"Question: {r['question']}\nAnswer: {r['answer']}",
+    "math": lambda r: f"Problem: {r['problem']}\nSolution: {r['solution']}",
+    "code": lambda r: r["text"],
+}
+STORE_NAMES = {"c4": "c4", "gsm8k_train": "gsm8k", "math": "math", "code": "code"}
+
+
+def tokenizer_description(path: Path = DEFAULT_TOKENIZER) -> dict:
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "vocab_size": 50277}
+
+
+def read_jsonl(path: Path) -> Iterable[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def encode_store(prefix: Path, texts: list[str], tokenizer_path: Path = DEFAULT_TOKENIZER) -> TokenStore:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    docs = [np.append(np.asarray(e.ids, dtype=np.int64), 0) for e in tok.encode_batch(texts)]
+    return write_store(prefix, docs, vocab_size=50277, tokenizer=tokenizer_description(tokenizer_path))
+
+
+def bundled_store(data_dir: Path, sample: str) -> TokenStore:
+    """The bundled ``sample`` rendered, tokenized and written as store ``STORE_NAMES[sample]``."""
+    texts = [RENDER[sample](r) for r in read_jsonl(sample_path(sample))]
+    return encode_store(data_dir / STORE_NAMES[sample], texts)
+
+
+# -- reference constructions of a mix ---------------------------------------------------------------
+
+
+def reference_blend(weights, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The blending rule as the issue states it, one sample at a time in plain Python floats."""
+    counts = [0] * len(weights)
+    ds = np.empty(size, dtype=np.int16)
+    sn = np.empty(size, dtype=np.int64)
+    for n in range(size):
+        x = max(float(n), 1.0)
+        errors = [float(w) * x - c for w, c in zip(weights, counts)]
+        k = errors.index(max(errors))  # first maximum: ties to the lowest k
+        ds[n], sn[n] = k, counts[k]
+        counts[k] += 1
+    return ds, sn
+
+
+class ReferenceStream:
+    """A dataset's sample stream built the long way: shuffle documents, concatenate, cut, shuffle samples."""
+
+    def __init__(self, store: TokenStore, seed: int, seq_len: int):
+        self.store, self.seed, self.seq_len = store, seed, seq_len
+        self.per_epoch = (store.num_tokens - 1) // seq_len
+        self._epochs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _epoch(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        if e not in self._epochs:
+            rs = np.random.RandomState(epoch_seed(self.seed, self.store.name, e))
+            order = np.arange(self.store.num_docs, dtype=np.int32)
+            rs.shuffle(order)
+            tokens = np.concatenate([np.asarray(self.store[int(d)], dtype=np.int64) for d in order])
+            shuffle = np.arange(self.per_epoch, dtype=np.uint32)
+            rs.shuffle(shuffle)
+            self._epochs[e] = (tokens, shuffle)
+        return self._epochs[e]
+
+    def window(self, e: int, j: int) -> np.ndarray:
+        """Unshuffled sample ``j`` of epoch ``e``: tokens ``[j*L, j*L + L + 1)``."""
+        tokens, _ = self._epoch(e)
+        return tokens[j * self.seq_len : j * self.seq_len + self.seq_len + 1]
+
+    def sample(self, m: int) -> np.ndarray:
+        e, i = divmod(m, self.per_epoch)
+        _, shuffle = self._epoch(e)
+        return self.window(e, int(shuffle[i]))
+
+
+def reference_rows(stores: dict[str, TokenStore], phases, steps: int, global_batch: int, seq_len: int, seed: int):
+    """``(sources, samples)`` of every global sample of a mix, from ``phases = [(start_step, {name: w})]``.
+
+    Source names are numbered in order of first appearance with a positive weight.
+    """
+    names: list[str] = []
+    for _, weights in phases:
+        for k, w in weights.items():
+            if w > 0 and k not in names:
+                names.append(k)
+    streams = {k: ReferenceStream(stores[k], seed, seq_len) for k in names}
+    used = dict.fromkeys(names, 0)
+    sources, samples = [], []
+    bounds = [p[0] for p in phases] + [steps]
+    for (start, weights), end in zip(phases, bounds[1:]):
+        active = [k for k in weights if weights[k] > 0]
+        w = np.array([weights[k] for k in active], dtype=np.float64)
+        w = w / w.sum()
+        ds, sn = reference_blend(w, (end - start) * global_batch)
+        for d, s in zip(ds, sn):
+            name = active[int(d)]
+            sources.append(names.index(name))
+            samples.append(streams[name].sample(used[name] + int(s)))
+        for k in active:
+            used[k] += int(np.sum(ds == active.index(k)))
+    return names, np.array(sources), np.array(samples)
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def run_cli_fail(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.output
+
+
+def write_jsonl(path: Path, records, opener=open) -> Path:
+    with opener(path, "wt", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
+
+
+def outputs(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 def shortened_quickstart(tmp_path: Path) -> Path:
@@ -85,3 +261,56 @@ def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], bra
                "evals": {"midtrain": {"heldout_loss": 3.4, "task_loss": {"gsm8k": 2.9}}}, "sft": sft}
     (d / "results.json").write_text(json.dumps(results))
 
+class FakeStream:
+    def __init__(self, tokens: np.ndarray, *, seq_len: int, global_batch: int, num_steps: int, vocab_size: int,
+                 source_names: tuple[str, ...] = ("web", "math"), seed: int = 0, delay_s: float = 0.0):
+        self.tokens = np.asarray(tokens, dtype=np.int64)
+        self.seq_len, self.global_batch, self.num_steps = seq_len, global_batch, num_steps
+        self.vocab_size, self.seed, self.delay_s = vocab_size, seed, delay_s
+        self.source_names = list(source_names)
+        self.n_rows = (self.tokens.size - 1) // seq_len
+        self.tokenizer_sha256 = hashlib.sha256(f"synthetic-vocab-{vocab_size}".encode()).hexdigest()
+        self.eos_id = 0
+        h = hashlib.sha256(self.tokens.tobytes())
+        h.update(f"{seq_len}/{global_batch}/{num_steps}/{source_names}".encode())
+        self.fingerprint = h.hexdigest()
+        self.manifest = {"format": "fake-mix", "seq_len": seq_len, "global_batch": global_batch,
+                         "num_steps": num_steps, "sources": self.source_names, "fingerprint": self.fingerprint}
+
+    def _rows(self, step: int, rank: int, world_size: int) -> np.ndarray:
+        local = self.global_batch // world_size
+        return step * self.global_batch + rank * local + np.arange(local)
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        starts = (self._rows(step, rank, world_size) % self.n_rows) * self.seq_len
+        return np.stack([self.tokens[o : o + self.seq_len + 1] for o in starts]).astype(np.int64)
+
+    def sources(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+        return self._rows(step, rank, world_size) % len(self.source_names)
+
+    def tokens_seen(self, step: int) -> int:
+        return step * self.global_batch * self.seq_len
+
+
+def tiny_tokens(n: int, vocab: int, seed: int = 0) -> np.ndarray:
+    """Learnable synthetic text: a noisy repeating pattern (so the loss can fall)."""
+    rng = np.random.default_rng(seed)
+    pattern = rng.integers(1, vocab, size=37)
+    toks = np.resize(pattern, n)
+    noise = rng.random(n) < 0.1
+    toks[noise] = rng.integers(1, vocab, size=int(noise.sum()))
+    return toks
+
+
+def tiny_stream() -> FakeStream:
+    """For the ``tiny`` model (vocab 512): seq 16, global batch 4, 400 steps."""
+    return FakeStream(tiny_tokens(4000, 512), seq_len=16, global_batch=4, num_steps=400, vocab_size=512)
+
+
+def slow_tiny_stream() -> FakeStream:
+    """``tiny_stream`` taking 20 ms per batch read, so a test can kill a run in the middle."""
+    s = tiny_stream()
+    s.delay_s = 0.02
+    return s

@@ -1,26 +1,12 @@
 """Build a mix directory: blend the plan's phases, build each dataset's epochs, write atomically.
 
-``DATA_DIR/mixes/NAME/`` holds (every array a ``.npy`` opened with ``mmap_mode='r'``)::
-
-    mix.json                    plan, run shape, seed, inputs (name + fingerprint), per-phase
-                                and per-dataset samples/tokens/epochs, file sha256s, fingerprint
-    dataset_index.npy           int16 [steps * global_batch]: dataset of each global sample
-    dataset_sample_index.npy    int64 [steps * global_batch]: its sample number in that
-                                dataset's stream (continues across phases)
-    d{k}_doc_idx.npy            int32 [E_k * n_docs]: epoch e's document order at [e*n_docs, ...)
-    d{k}_sample_idx.npy         [E_k * (S_k + 1), 2]: epoch e's sample index at rows e*(S_k+1)...
-    d{k}_shuffle_idx.npy        [E_k * S_k]: epoch e's sample shuffle at [e*S_k, ...)
-
-(layouts of the per-epoch arrays: ``mixkit.mix.indices``). Only the epochs a dataset
-actually reaches are built, and more than one needs ``allow_repeat``: the check runs
-before anything is written. The mix fingerprint is the sha256 of ``mix.json``'s
-content (which lists every array file's sha256), so equal inputs give equal fingerprints.
+The folder's files and ``mix.json`` are described (and named, written, read) in
+``mixkit.mix.format``. Only the epochs a dataset actually reaches are built, and more
+than one needs ``allow_repeat``: the check runs before anything is written.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -31,24 +17,10 @@ from tqdm import tqdm
 
 from mixkit import __version__, atomic
 from mixkit.errors import MixkitError
+from mixkit.mix import format as mixfmt
 from mixkit.mix.indices import blend_into, epoch_indices, num_samples_for
 from mixkit.mix.plan import MixPlan
-from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir, sha256_file
-
-MIX_FORMAT = "mixkit-mix"
-MIX_FORMAT_VERSION = 1
-
-
-def mix_dir(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
-    """A bare name is ``DATA_DIR/mixes/NAME``; anything with a path separator is the directory itself."""
-    text = str(name_or_path)
-    if os.sep in text or (os.altsep and os.altsep in text):
-        return Path(text)
-    return resolve_data_dir(data_dir) / "mixes" / text
-
-
-def dataset_files(k: int) -> dict[str, str]:
-    return {kind: f"d{k}_{kind}.npy" for kind in ("doc_idx", "sample_idx", "shuffle_idx")}
+from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir
 
 
 def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -83,10 +55,6 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
     return ds, sn, phases
 
 
-def _sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def build_mix(
     plan: MixPlan,
     name: str,
@@ -102,7 +70,7 @@ def build_mix(
     if not name or os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
         raise MixkitError(f"mix name '{name}' must be a plain name (no path separators, no leading dot)")
     data_dir = resolve_data_dir(data_dir)
-    out = mix_dir(name, data_dir)
+    out = mixfmt.mix_dir(name, data_dir)
     if out.exists() and not overwrite:
         raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)")
     names = plan.datasets
@@ -151,33 +119,27 @@ def build_mix(
             "tokens_trained": int(used[k]) * seq_len,
             "epochs": epochs[k],
             "epochs_fraction": int(used[k]) / per_epoch[k],
-            "files": dataset_files(k),
+            "files": mixfmt.dataset_files(k),
         }
         for k, s in enumerate(stores)
     ]
     try:
         with atomic.atomic_dir(out, overwrite=overwrite) as tmp:
-            np.save(tmp / "dataset_index.npy", ds)
-            np.save(tmp / "dataset_sample_index.npy", sn)
+            mixfmt.save_array(tmp, mixfmt.DATASET_INDEX, ds)
+            mixfmt.save_array(tmp, mixfmt.DATASET_SAMPLE_INDEX, sn)
             del ds, sn
             work = [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
             arrays: dict[int, dict[str, np.ndarray]] = {}
             for k, s in enumerate(stores):
-                files = dataset_files(k)
+                files = mixfmt.dataset_files(k)
                 n_docs, n_s = s.num_docs, per_epoch[k]
                 biggest = max(n_docs, int(np.max(s.doc_lengths)))
                 si_dtype = np.int32 if biggest <= np.iinfo(np.int32).max else np.int64
                 sh_dtype = np.uint32 if n_s < np.iinfo(np.uint32).max - 1 else np.int64
                 arrays[k] = {
-                    "doc_idx": np.lib.format.open_memmap(
-                        tmp / files["doc_idx"], mode="w+", dtype=np.int32, shape=(epochs[k] * n_docs,)
-                    ),
-                    "sample_idx": np.lib.format.open_memmap(
-                        tmp / files["sample_idx"], mode="w+", dtype=si_dtype, shape=(epochs[k] * (n_s + 1), 2)
-                    ),
-                    "shuffle_idx": np.lib.format.open_memmap(
-                        tmp / files["shuffle_idx"], mode="w+", dtype=sh_dtype, shape=(epochs[k] * n_s,)
-                    ),
+                    "doc_idx": mixfmt.create_array(tmp, files["doc_idx"], np.int32, (epochs[k] * n_docs,)),
+                    "sample_idx": mixfmt.create_array(tmp, files["sample_idx"], si_dtype, (epochs[k] * (n_s + 1), 2)),
+                    "shuffle_idx": mixfmt.create_array(tmp, files["shuffle_idx"], sh_dtype, (epochs[k] * n_s,)),
                 }
             for k, e in tqdm(work, desc=f"build-mix {name}", unit="epoch", disable=None):
                 s, n_docs, n_s = stores[k], stores[k].num_docs, per_epoch[k]
@@ -189,10 +151,7 @@ def build_mix(
                 for arr in group.values():
                     arr.flush()
             del arrays
-            file_sha = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.npy"))}
             manifest = {
-                "format": MIX_FORMAT,
-                "format_version": MIX_FORMAT_VERSION,
                 "name": name,
                 "plan": plan.to_json(),
                 "num_steps": plan.steps,
@@ -209,11 +168,10 @@ def build_mix(
                 "vocab_size": first.vocab_size,
                 "tokenizer_sha256": first.tokenizer_sha256,
                 "eos_id": first.eos_id,
-                "files": file_sha,
+                "files": mixfmt.file_sha256s(tmp),
                 "mixkit_version": __version__,
             }
-            manifest["fingerprint"] = _sha256_json(manifest)
-            atomic.write_json(tmp / "mix.json", manifest)
+            mixfmt.write_manifest(tmp, manifest)
     except FileExistsError:
         raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)") from None
     return out

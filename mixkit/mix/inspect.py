@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from mixkit.figures import pyplot, save_png
+from mixkit.mix import format as mixfmt
 from mixkit.mix.stream import MixStream
 
 MAX_POINTS = 2000
@@ -38,7 +39,7 @@ def _bucket_counts(dataset_index, samples_per_bucket, n_datasets):
 
 def phase_counts(stream: MixStream) -> list[np.ndarray]:
     """Per phase, samples of each source counted from ``dataset_index``."""
-    ds = np.load(stream.path / "dataset_index.npy", mmap_mode="r")
+    ds = mixfmt.load_array(stream.path / mixfmt.DATASET_INDEX)
     k = len(stream.source_names)
     return [
         np.bincount(np.asarray(ds[p["start_sample"] : p["end_sample"]]), minlength=k)[:k]
@@ -81,7 +82,7 @@ def report(stream: MixStream) -> str:
 
 def cumulative_shares(stream: MixStream, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, shares[len(steps), n_sources])``: cumulative share of each source at those steps."""
-    ds = np.asarray(np.load(stream.path / "dataset_index.npy", mmap_mode="r"))
+    ds = mixfmt.load_array(stream.path / mixfmt.DATASET_INDEX)
     steps_per_bucket = max(1, -(-stream.num_steps // max_points))
     counts = _bucket_counts(ds, steps_per_bucket * stream.global_batch, len(stream.source_names))
     cum = np.cumsum(counts, axis=0)
@@ -89,8 +90,9 @@ def cumulative_shares(stream: MixStream, max_points: int = MAX_POINTS) -> tuple[
     return ends, cum / cum.sum(axis=1, keepdims=True)
 
 
-def plot_shares(stream: MixStream, path: str | os.PathLike) -> Path:
-    """Write the cumulative-share PNG to ``path`` (atomically); return the path."""
+def plot_shares(stream: MixStream, path: str | os.PathLike | None = None) -> Path:
+    """Write the cumulative-share PNG to ``path`` (atomically; default: the mix folder's
+    ``shares.png``); return the path."""
     plt = pyplot()
 
     steps, shares = cumulative_shares(stream)
@@ -106,6 +108,6 @@ def plot_shares(stream: MixStream, path: str | os.PathLike) -> Path:
     ax.set_title(f"mix {stream.manifest['name']}: cumulative share per dataset")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
-    path = Path(path)
+    path = Path(path) if path is not None else stream.path / mixfmt.SHARES_PLOT
     save_png(fig, path)
     return path

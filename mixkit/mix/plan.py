@@ -14,31 +14,35 @@ Three ways to write one (all give a ``MixPlan``):
 * ``--phase "0:c4=1" --phase "6000:c4=0.8,code=0.15,math=0.05"``;
 * ``--plan plan.toml`` with the same phases::
 
-      steps = 61035          # optional here; the command line wins
+      steps = 61035          # optional here, as seq_len, global_batch, seed; the command line wins
       [[phase]]
       start = 0
       weights = { c4 = 1.0 }
       [[phase]]
       start = 6000
       weights = { c4 = 0.8, code = 0.15, math = 0.05 }
+
+``plan_from_options`` takes any of the three with the run settings (what ``mixkit
+build-mix`` does); a phase's weights are a mixture (``mixkit.mixture``: ``=`` or ``:``,
+a bare name weighs 1). Configs follow ``mixkit.config``: ``MixPlan`` and ``Phase``
+check themselves whole when made, and a plan file is read with ``from_table``, so its
+errors name the file, the table and the key. Each default is written once, in
+``MixPlan``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from mixkit.config import ConfigError, from_table, invalid, where_of
 from mixkit.errors import MixkitError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from mixkit.mixture import Mixture
+from mixkit.toml_file import read_toml
 
 MAX_DATASETS = 32767  # dataset ids are int16, as in Megatron's BlendedDataset
 
@@ -52,16 +56,8 @@ class Phase:
 
     def __post_init__(self) -> None:
         if not isinstance(self.start_step, int) or isinstance(self.start_step, bool) or self.start_step < 0:
-            raise MixkitError(f"phase start_step must be a non-negative integer, got {self.start_step!r}")
-        if not self.weights:
-            raise MixkitError(f"phase at step {self.start_step}: weights name no dataset")
-        for name, w in self.weights.items():
-            if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w):
-                raise MixkitError(f"phase at step {self.start_step}: weight of '{name}' must be a finite number, got {w!r}")
-            if w < 0:
-                raise MixkitError(f"phase at step {self.start_step}: weight of '{name}' is negative ({w})")
-        if sum(self.weights.values()) <= 0:
-            raise MixkitError(f"phase at step {self.start_step}: all weights are zero")
+            raise invalid("start_step", f"must be a non-negative integer, got {self.start_step!r}")
+        Mixture.parse(self.weights, where=f"phase at step {self.start_step}")
 
     def normalized(self) -> dict[str, float]:
         """Positive weights divided by their sum (zero-weight datasets dropped: never drawn).
@@ -90,30 +86,29 @@ class MixPlan:
         for fname in ("steps", "seq_len", "global_batch", "world_size"):
             v = getattr(self, fname)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise MixkitError(f"{fname} must be a positive integer, got {v!r}")
+                raise invalid(fname, f"must be a positive integer, got {v!r}")
         if self.seq_len < 2:
-            raise MixkitError(f"seq_len must be at least 2, got {self.seq_len}")
+            raise invalid("seq_len", f"must be at least 2, got {self.seq_len}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise MixkitError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+            raise invalid("seed", f"must be an integer in [0, 2**63), got {self.seed!r}")
         if self.global_batch % self.world_size:
-            raise MixkitError(
-                f"global_batch {self.global_batch} is not divisible by world_size {self.world_size}"
-            )
+            raise invalid("global_batch", f"{self.global_batch} is not divisible by world_size {self.world_size}")
         if not self.phases:
-            raise MixkitError("the plan has no phases")
+            raise invalid("phases", "the plan has no phases")
         if self.phases[0].start_step != 0:
-            raise MixkitError(f"the first phase must start at step 0, not {self.phases[0].start_step}")
+            raise invalid("phases", f"the first phase must start at step 0, not {self.phases[0].start_step}")
         for prev, cur in zip(self.phases, self.phases[1:]):
             if cur.start_step <= prev.start_step:
-                raise MixkitError(
-                    f"phases out of order: a phase starts at step {cur.start_step} after one at {prev.start_step} "
-                    "(start steps must increase)"
+                raise invalid(
+                    "phases",
+                    f"out of order: a phase starts at step {cur.start_step} after one at {prev.start_step} "
+                    "(start steps must increase)",
                 )
         if self.phases[-1].start_step >= self.steps:
-            raise MixkitError(f"phase start step {self.phases[-1].start_step} must be below steps ({self.steps})")
+            raise invalid("phases", f"phase start step {self.phases[-1].start_step} must be below steps ({self.steps})")
         names = self.datasets
         if len(names) > MAX_DATASETS:
-            raise MixkitError(f"a mix takes at most {MAX_DATASETS} datasets, got {len(names)}")
+            raise invalid("phases", f"a mix takes at most {MAX_DATASETS} datasets, got {len(names)}")
 
     @property
     def datasets(self) -> list[str]:
@@ -143,39 +138,29 @@ class MixPlan:
         }
 
 
-def parse_weights(text: str, where: str) -> dict[str, float]:
-    """``"c4=0.8,code=0.15"`` → ``{"c4": 0.8, "code": 0.15}``."""
-    weights: dict[str, float] = {}
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise MixkitError(f"{where}: expected NAME=WEIGHT, got '{part}'")
-        try:
-            w = float(value)
-        except ValueError:
-            raise MixkitError(f"{where}: weight of '{name}' is not a number: '{value.strip()}'") from None
-        if name in weights:
-            raise MixkitError(f"{where}: dataset '{name}' is named twice")
-        weights[name] = w
-    if not weights:
-        raise MixkitError(f"{where}: no NAME=WEIGHT pairs")
-    return weights
+def make_plan(phases: list[Phase], *, steps: int | None, **settings: Any) -> MixPlan:
+    """A ``MixPlan`` of ``phases`` and the run ``settings`` given; a setting that is None is not
+    given (``MixPlan``'s default applies), except ``steps``, which is required."""
+    if steps is None:
+        raise MixkitError("--steps is required (or 'steps' in the plan file)")
+    return MixPlan(phases=phases, steps=steps, **{k: v for k, v in settings.items() if v is not None})
 
 
 def parse_phase(text: str) -> Phase:
-    """``"6000:c4=0.8,code=0.2"`` → ``Phase(6000, {...})``."""
+    """``"6000:c4=0.8,code=0.2"`` → ``Phase(6000, {...})`` (the weights: a ``Mixture``)."""
+    where = f"--phase '{text}'"
     step, sep, rest = text.partition(":")
     if not sep:
-        raise MixkitError(f"--phase '{text}': expected START_STEP:NAME=WEIGHT[,NAME=WEIGHT...]")
+        raise MixkitError(f"{where}: expected START_STEP:NAME=WEIGHT[,NAME=WEIGHT...]")
     try:
         start = int(step.strip())
     except ValueError:
-        raise MixkitError(f"--phase '{text}': start step '{step.strip()}' is not an integer") from None
-    return Phase(start, parse_weights(rest, f"--phase '{text}'"))
+        raise MixkitError(f"{where}: start step '{step.strip()}' is not an integer") from None
+    weights = Mixture.parse(rest, where=where).weights
+    try:
+        return Phase(start, weights)
+    except MixkitError as e:
+        raise MixkitError(f"{where}: {e.message}") from None
 
 
 def simple_phases(base: str, add: str | None, ratio: float | None, start_step: int) -> list[Phase]:
@@ -196,27 +181,80 @@ def simple_phases(base: str, add: str | None, ratio: float | None, start_step: i
     return [mixed] if start_step == 0 else [Phase(0, {base: 1.0}), mixed]
 
 
-def load_plan_file(path: str | os.PathLike) -> tuple[list[Phase], dict[str, Any]]:
-    """Phases and optional run settings (steps, seq_len, global_batch, seed) from a TOML file."""
+@dataclass(frozen=True)
+class PlanPhase:
+    """A ``[[phase]]`` table of a plan file: ``start`` (a step) and ``weights`` (``{dataset = weight}``)."""
+
+    start: int
+    weights: dict[str, int | float]  # kept as written: they are recorded in mix.json
+
+    def __post_init__(self) -> None:
+        if self.start < 0:
+            raise invalid("start", f"must be a non-negative integer, got {self.start}")
+        self.phase()  # the weights' checks; from_table names this table in their errors
+
+    def phase(self) -> Phase:
+        return Phase(self.start, dict(self.weights))
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    """A plan file (module docstring): ``[[phase]]`` tables and run settings (None: not in the file)."""
+
+    phase: list[PlanPhase]
+    steps: int | None = None
+    seq_len: int | None = None
+    global_batch: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.phase:
+            raise invalid("phase", "needs [[phase]] tables with 'start' and 'weights'")
+
+
+def load_plan_file(path: str | os.PathLike, **overrides: Any) -> MixPlan:
+    """The plan in the TOML file ``path``, checked whole; ``overrides`` (``steps``, ``seq_len``,
+    ``global_batch``, ``seed``, ``allow_repeat``, ``world_size``) that are not None win over
+    the file's settings. Every error names the file."""
+    plan_file = from_table(PlanFile, read_toml(path, "plan file"), where_of(path))
+    settings = {k: getattr(plan_file, k) for k in ("steps", "seq_len", "global_batch", "seed")}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as e:
-        raise MixkitError(f"cannot read plan file {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise MixkitError(f"plan file {path}: invalid TOML ({e})") from None
-    raw = doc.get("phase")
-    if not isinstance(raw, list) or not raw:
-        raise MixkitError(f"plan file {path}: needs [[phase]] tables with 'start' and 'weights'")
-    phases = []
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, dict) or "start" not in entry or "weights" not in entry:
-            raise MixkitError(f"plan file {path}: phase {i + 1} needs 'start' and 'weights'")
-        if not isinstance(entry["weights"], dict):
-            raise MixkitError(f"plan file {path}: phase {i + 1}: 'weights' must be a table NAME = WEIGHT")
-        phases.append(Phase(entry["start"], dict(entry["weights"])))
-    known = {"steps", "seq_len", "global_batch", "seed"}
-    unknown = set(doc) - known - {"phase"}
-    if unknown:
-        raise MixkitError(f"plan file {path}: unknown keys {sorted(unknown)} (allowed: phase, {', '.join(sorted(known))})")
-    return phases, {k: doc[k] for k in known if k in doc}
+        return make_plan([p.phase() for p in plan_file.phase], **settings)
+    except MixkitError as e:
+        raise ConfigError(f"{path}: {e.message}") from None
+
+
+def plan_from_options(
+    *,
+    base: str | None = None,
+    add: str | None = None,
+    ratio: float | None = None,
+    start_step: int = 0,
+    phases: list[str] | tuple[str, ...] = (),
+    plan_file: str | os.PathLike | None = None,
+    steps: int | None = None,
+    seq_len: int | None = None,
+    global_batch: int | None = None,
+    seed: int | None = None,
+    allow_repeat: bool = False,
+    world_size: int | None = None,
+) -> MixPlan:
+    """The plan of ``mixkit build-mix``: exactly one of the three forms (``base`` with ``add``,
+    ``ratio``, ``start_step``; ``phases`` as ``--phase`` texts; a ``plan_file``) and the run
+    settings; a setting that is None is not given (the plan file's, else ``MixPlan``'s default)."""
+    if sum([base is not None, bool(phases), plan_file is not None]) != 1:
+        raise MixkitError("give exactly one of --base (with --add/--ratio), --phase, or --plan")
+    if base is None and (add is not None or ratio is not None):
+        raise MixkitError("--add and --ratio go with --base")
+    settings = dict(steps=steps, seq_len=seq_len, global_batch=global_batch, seed=seed,
+                    allow_repeat=allow_repeat, world_size=world_size)
+    if plan_file is not None:
+        return load_plan_file(plan_file, **settings)
+    if base is not None:
+        plan_phases = simple_phases(base, add, ratio, start_step)
+        if steps is not None and start_step >= steps:
+            raise MixkitError(f"--start-step {start_step} must be below --steps {steps}")
+    else:
+        plan_phases = [parse_phase(p) for p in phases]
+    return make_plan(plan_phases, **settings)

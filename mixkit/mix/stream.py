@@ -14,7 +14,6 @@ cost does not depend on the step and resuming needs only the step number.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ import numpy as np
 from numba import njit
 
 from mixkit.errors import MixkitError
-from mixkit.mix.build import MIX_FORMAT, mix_dir
-from mixkit.store import TokenStore, read_index, resolve_data_dir, sha256_file
+from mixkit.mix import format as mixfmt
+from mixkit.store import TokenStore, read_index, sha256_file
 
 _INT64 = np.dtype(np.int64)
 
@@ -109,21 +108,21 @@ class MixStream:
         self.vocab_size: int = int(manifest["vocab_size"])
         self.tokenizer_sha256: str = manifest["tokenizer_sha256"]
         self.eos_id: int | None = manifest["eos_id"]
-        self._ds = _load(path / "dataset_index.npy")
-        self._sn = _load(path / "dataset_sample_index.npy")
+        self._ds = mixfmt.load_array(path / mixfmt.DATASET_INDEX)
+        self._sn = mixfmt.load_array(path / mixfmt.DATASET_SAMPLE_INDEX)
         self._datasets = []
         for info, store in zip(manifest["datasets"], stores):
             files = info["files"]
-            index = read_index(store.idx_path)
+            index = read_index(store.files.idx)
             self._datasets.append(
                 (
                     np.asarray(store.tokens),
                     np.asarray(index.lengths),
                     np.asarray(index.pointers),
                     store.dtype.itemsize,
-                    _load(path / files["doc_idx"]),
-                    _load(path / files["sample_idx"]),
-                    _load(path / files["shuffle_idx"]),
+                    mixfmt.load_array(path / files["doc_idx"]),
+                    mixfmt.load_array(path / files["sample_idx"]),
+                    mixfmt.load_array(path / files["shuffle_idx"]),
                     int(info["samples_per_epoch"]),
                     int(info["documents"]),
                 )
@@ -139,22 +138,9 @@ class MixStream:
         the mix lives in (``.../DATA_DIR/mixes/NAME``), else the default data directory;
         each must still have the fingerprint the mix was built from.
         """
-        path = mix_dir(name_or_path, data_dir)
-        json_path = path / "mix.json"
-        if not json_path.is_file():
-            raise MixkitError(f"no mix named '{path.name}' in {path.parent} (`mixkit build-mix` makes one)")
-        try:
-            manifest = json.loads(json_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise MixkitError(f"{json_path}: unreadable mix manifest ({e})") from None
-        if manifest.get("format") != MIX_FORMAT:
-            raise MixkitError(f"{json_path}: not a mixkit mix manifest")
-        if data_dir is not None:
-            store_dir = resolve_data_dir(data_dir)
-        elif path.parent.name == "mixes":
-            store_dir = path.parent.parent
-        else:
-            store_dir = resolve_data_dir(None)
+        path = mixfmt.mix_dir(name_or_path, data_dir)
+        manifest = mixfmt.read_manifest(path)
+        store_dir = mixfmt.store_dir_of(path, data_dir)
         stores = []
         for info in manifest["datasets"]:
             store = TokenStore.open(info["name"], store_dir)
@@ -284,9 +270,3 @@ def _compiled(dispatcher: Any, args: tuple) -> Any:
     overloads = getattr(dispatcher, "overloads", {})
     compiled = overloads.get(tuple(numba.typeof(a) for a in args))
     return getattr(compiled, "entry_point", None) or dispatcher
-
-
-def _load(path: Path) -> np.ndarray:
-    arr = np.load(path, mmap_mode="r")
-    # An empty .npy cannot be memory-mapped on every platform; np.load returns a plain array then.
-    return np.asarray(arr)

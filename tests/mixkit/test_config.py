@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mixkit.config import ConfigError, Where, from_table, invalid, to_table
+from mixkit.errors import MixkitError
 
 
 @dataclass
@@ -80,3 +81,13 @@ def test_extra_arguments_and_round_trip():
 def test_numbers_round_trip(steps, lr):
     cfg = from_table(Outer, {"name": "n", "steps": steps, "inner": {"lr": lr}}, WHERE)
     assert from_table(Outer, to_table(cfg), WHERE) == cfg
+
+
+def test_a_config_built_directly_fails_with_one_line():
+    """Outside ``from_table`` (Python callers, command-line options) the check is a ``MixkitError``:
+    the command line prints ``Error: key: problem``, no traceback; ``ValueError`` still catches it."""
+    with pytest.raises(MixkitError) as e:
+        Inner(lr=-1)
+    assert e.value.message == "lr: must be positive"
+    with pytest.raises(ValueError):
+        Inner(lr=-1)

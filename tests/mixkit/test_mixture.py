@@ -56,3 +56,15 @@ def test_text_round_trip(weights):
     assert again.names == m.names
     assert again.shares == pytest.approx(m.shares, rel=1e-5)
     assert sum(m.shares.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("c4=x", "--phase '0:c4=x': weight 'x' of 'c4' is not a number"),
+    ("c4=1,code=-0.5", "--phase '0:c4=x': weight of 'code' must be finite and non-negative, got -0.5"),
+    ({"c4": 0, "code": 0}, "--phase '0:c4=x': the weights are all zero"),
+    ({"c4": True}, "--phase '0:c4=x': weight of 'c4' is not a number: True"),
+])
+def test_where_names_the_place_in_errors(expr, message):
+    with pytest.raises(MixkitError) as e:
+        Mixture.parse(expr, where="--phase '0:c4=x'")
+    assert e.value.message == message

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cli.train_cmds import train as train_cmd
 from mixkit.errors import MixkitError
-from tests.trainer_fakes import FakeStream, tiny_stream, tiny_tokens
+from tests.support import FakeStream, tiny_stream, tiny_tokens
 from trainer.checkpoint import latest_checkpoint, list_checkpoints, read_meta
 from trainer.config import config_from_dict
 from trainer.run_dir import read_metrics
@@ -39,7 +39,7 @@ def one_thread():
 
 
 def make_cfg(out_dir, **kw):
-    table = {"mix": "python:tests.trainer_fakes:tiny_stream", "out_dir": str(out_dir), "steps": 12, "micro_batch": 2,
+    table = {"mix": "python:tests.support:tiny_stream", "out_dir": str(out_dir), "steps": 12, "micro_batch": 2,
              "model": {"name": "tiny"}, "optim": {"lr": 3e-3}, "checkpoint_interval": 4, "keep_checkpoints": 2}
     for key, value in kw.items():
         if "." in key:
@@ -100,10 +100,10 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     out = tmp_path / "killed"
     config = tmp_path / "run.toml"
     config.write_text(
-        f'mix = "python:tests.trainer_fakes:slow_tiny_stream"\nout_dir = "{out}"\nsteps = {steps}\nmicro_batch = 2\n'
+        f'mix = "python:tests.support:slow_tiny_stream"\nout_dir = "{out}"\nsteps = {steps}\nmicro_batch = 2\n'
         f'checkpoint_interval = 5\nkeep_checkpoints = 2\n[model]\nname = "tiny"\n[optim]\nlr = 3e-3\n'
     )
-    fast = ["--set", "mix=python:tests.trainer_fakes:tiny_stream"]
+    fast = ["--set", "mix=python:tests.support:tiny_stream"]
     reference = tmp_path / "reference"
     done = subprocess.run([TRAINER, "train", "--config", str(config), *fast, "--set", f"out_dir={reference}"],
                           cwd=REPO, env=env_for_subprocess(), capture_output=True, text=True, timeout=300)
@@ -174,7 +174,7 @@ def test_bad_combinations_are_refused(tmp_path, kw, stream_kw, match):
 
 @pytest.mark.parametrize("mix,match", [
     ("no-such-mix", "no-such-mix"),
-    ("python:tests.trainer_fakes:nothing_here", "cannot import"),
+    ("python:tests.support:nothing_here", "cannot import"),
     ("python:json:dumps_nothing", "cannot import"),
 ])
 def test_missing_mix_is_a_clear_cli_error(tmp_path, data_dir, mix, match):
@@ -198,7 +198,7 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     train(make_cfg(single, steps=steps, micro_batch=2))
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "cli.trainer_cli", "train", "--set", "mix=python:tests.trainer_fakes:tiny_stream",
+           "-m", "cli.trainer_cli", "train", "--set", "mix=python:tests.support:tiny_stream",
            "--set", f"out_dir={out}", "--set", f"steps={steps}", "--set", "micro_batch=2", "--set", "model.name=tiny",
            "--set", "optim.lr=3e-3", "--set", "checkpoint_interval=4"]
     proc = subprocess.run(cmd, cwd=REPO, env=env_for_subprocess(), capture_output=True, text=True, timeout=300)
@@ -216,7 +216,7 @@ def test_end_to_end_on_a_built_mix(tmp_path, data_dir, make_store):
     import numpy as np
 
     from mixkit.mix import MixPlan, Phase, build_mix
-    from tests.conftest import random_docs
+    from tests.support import random_docs
 
     rng = np.random.default_rng(0)
     make_store("web", random_docs(rng, 60, 500, max_len=80), vocab_size=500)

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mixkit
-import mixkit.counts as C
+import mixkit.unigram as C
 from mixkit.errors import MixkitError
+from mixkit.mixture import Mixture
 from mixkit.store import write_store
-from tests.conftest import random_docs
-from tests.sample_stores import encode_store, read_jsonl
+from tests.support import encode_store, random_docs, read_jsonl
 
 
 def reference_counts(docs, vocab, *, sel=None, cap=None, drop_eos=None):
@@ -120,7 +120,10 @@ def test_empty_documents_and_empty_store(make_store):
         mixkit.counts(empty)
 
 
-def test_counts_by_name_and_module_stays_callable(make_store, data_dir):
+def test_counts_by_name_and_path_through_the_lazy_function(make_store, data_dir):
+    from mixkit import counts
+
+    assert counts is C.counts  # the function, also after ``import mixkit.unigram``
     docs = random_docs(np.random.default_rng(0), 20, 50)
     make_store("byname", docs, vocab_size=50)
     np.testing.assert_array_equal(mixkit.counts("byname"), reference_counts(docs, 50, drop_eos=0))
@@ -186,6 +189,24 @@ def test_cache_is_reused_and_checked(make_store, monkeypatch):
     assert calls
 
 
+def test_count_store_follows_the_cache_policy(make_store):
+    docs = random_docs(np.random.default_rng(8), 20, 60)
+    store = make_store("policy", docs, vocab_size=60)
+    options = C.CountOptions(max_tokens_per_doc=7)
+    expected = reference_counts(docs, 60, cap=7, drop_eos=0)
+    steps = [
+        (dict(cache=False), "not cached", None),
+        (dict(), "counted", store.files.counts_npy),
+        (dict(), "cached", store.files.counts_npy),
+        (dict(force=True), "counted", store.files.counts_npy),
+        (dict(cache=False, force=True), "not cached", None),
+    ]
+    for kwargs, how, cache_file in steps:
+        r = C.count_store(store, options, **kwargs)
+        assert (r.how, r.cache_file) == (how, cache_file), kwargs
+        np.testing.assert_array_equal(r.counts, expected)
+
+
 def test_cache_invalidates_when_store_changes(make_store):
     rng = np.random.default_rng(2)
     old_docs, new_docs = random_docs(rng, 20, 100), random_docs(rng, 25, 100)
@@ -211,21 +232,29 @@ def test_cache_bytes_are_deterministic(make_store):
 # -- mixtures ------------------------------------------------------------------------------------------
 
 
-def test_parse_mixture():
-    assert C.parse_mixture("c4:0.8,code:0.2") == [("c4", 0.8), ("code", 0.2)]
-    assert C.parse_mixture(" c4 : 3 , ./dir/x:1") == [("c4", 3.0), ("./dir/x", 1.0)]
-    assert C.parse_mixture("c4") == [("c4", 1.0)]
-    assert C.parse_mixture("c4:0,code:1") == [("c4", 0.0), ("code", 1.0)]
+def test_specs_are_mixture_expressions(make_store, data_dir):
+    for name in ("c4", "code"):
+        make_store(name, [np.array([1, 2, 0])], vocab_size=10)
+
+    def parts(spec):
+        return [(s.name, w) for s, w in C.open_spec(spec)]
+
+    assert parts("c4:0.8,code:0.2") == [("c4", 0.8), ("code", 0.2)]
+    assert parts(f" c4 : 3 , {data_dir}/code=1") == [("c4", 3.0), ("code", 1.0)]
+    assert parts("c4") == parts(str(data_dir / "c4")) == [("c4", 1.0)]
+    assert parts("c4:0,code:1") == [("c4", 0.0), ("code", 1.0)]
+    assert parts(Mixture.parse({"code": 2})) == [("code", 2.0)]
     for bad, msg in [
         ("c4:-0.1,code:1", "non-negative"),
         ("c4:0,code:0", "all zero"),
-        ("c4:abc", "not a number"),
-        ("c4:1,,code:1", "SOURCE:WEIGHT"),
-        (":1", "no source name"),
+        ("c4:abc,code:1", "not a number"),
+        ("c4:1,,code:1", "NAME:WEIGHT"),
+        (":1,code:1", "no name"),
         ("c4:nan", "non-negative"),
+        ("c4:1,c4:2", "named twice"),
     ]:
         with pytest.raises(MixkitError, match=msg):
-            C.parse_mixture(bad)
+            C.open_spec(bad)
 
 
 def test_token_weighted_mixture_equals_concatenated_store(make_store):

@@ -15,8 +15,7 @@ import mixkit
 from mixkit.errors import MixkitError
 from mixkit.mix import MixPlan, MixStream, Phase, build_mix
 from mixkit.store import write_store
-from tests.conftest import random_docs
-from tests.mix_reference import ReferenceStream, reference_rows
+from tests.support import ReferenceStream, random_docs, reference_rows
 
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=12, deadline=None)
 

@@ -14,7 +14,7 @@ from mixkit.mix.indices import (
     epoch_indices,
     num_samples_for,
 )
-from tests.mix_reference import reference_blend
+from tests.support import reference_blend
 
 helpers_cpp = pytest.importorskip("megatron.core.datasets.helpers_cpp")
 

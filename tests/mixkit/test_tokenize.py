@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli.mixkit_cli import main
+from mixkit.errors import MixkitError
 from mixkit.presets import TextSpec
 from mixkit.readers import Record
 from mixkit.store import TokenStore
 from mixkit.tokenize import TokenizeConfig, tokenize
+from tests.support import run_cli, run_cli_fail, write_jsonl
 
 RECORDS = [
     {"question": "What is 2+2?", "answer": "It is 4.\n#### 4"},
@@ -24,30 +24,6 @@ RECORDS = [
     {"question": "Tabs\tand <|endoftext|> inside", "answer": "  spaces  "},
     {"question": "Last", "answer": "one"},
 ] * 5
-
-
-def run_cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def run_cli_fail(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.output
-
-
-def write_jsonl(path: Path, records, opener=open) -> Path:
-    with opener(path, "wt", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
-
-
-def outputs(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 def test_round_trip_decodes_to_the_documents(tmp_path, tokenizer_path):
@@ -242,3 +218,38 @@ def test_info_checks_the_files_and_list_shows_the_stores(tmp_path):
     data[0] ^= 0xFF  # same size, other content
     bin_path.write_bytes(bytes(data))
     assert "fingerprint differs" in run_cli_fail("info", "x", "--data-dir", d)
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"name": "c4"}, "[corpora.c4] sources: missing (required)"),
+    ({"sources": [], "name": "c4"}, "[corpora.c4] sources: no input sources given"),
+    ({"sources": ["a"], "name": "a/b"}, "[corpora.c4] name: 'a/b' is not a valid store name"),
+    ({"sources": ["a"], "name": "c4", "on_error": "ignore"}, "[corpora.c4] on_error: expected one of 'raise', 'skip'"),
+    ({"sources": ["a"], "name": "c4", "workers": 0}, "[corpora.c4] workers: must be at least 1"),
+    ({"sources": ["a"], "name": "c4", "num_shards": 2, "holdout_docs": 5}, "[corpora.c4] holdout_docs: applies to a whole corpus"),
+    ({"sources": ["a"], "name": "c4", "text": {"preset": "c4", "field": "x"}}, "[corpora.c4.text] preset: give only one of"),
+    ({"sources": ["a"], "name": "c4", "text": {"preset": "c5"}}, "[corpora.c4.text] preset: unknown preset 'c5'"),
+    ({"sources": ["a"], "name": "c4", "text": {"template": "no fields"}}, "[corpora.c4.text] template: 'no fields' names no field"),
+    ({"sources": ["a"], "name": "c4", "batch_bytes": "big"}, "[corpora.c4] batch_bytes: expected an integer"),
+])
+def test_config_from_a_table_is_checked_whole_and_located(table, message):
+    from mixkit.config import ConfigError, Where, from_table
+
+    with pytest.raises(ConfigError) as e:
+        from_table(TokenizeConfig, table, Where("corpora.toml", "corpora.c4"))
+    assert e.value.message.startswith("corpora.toml: ") and message in e.value.message
+
+
+def test_config_from_a_table_builds_what_the_constructor_builds():
+    from mixkit.config import from_table
+
+    cfg = from_table(TokenizeConfig, {"sources": ["a.jsonl"], "name": "c4", "text": {"preset": "c4"}, "checkpoint_seconds": 2})
+    assert cfg == TokenizeConfig(["a.jsonl"], "c4", TextSpec(preset="c4"), checkpoint_seconds=2.0)
+
+
+def test_no_holdout_on_a_shard_is_the_library_rule(tmp_path):
+    src = write_jsonl(tmp_path / "r.jsonl", [{"text": "a"}])
+    out = run_cli_fail("tokenize", str(src), "--name", "x", "--num-shards", "2", "--holdout-docs", "3", "--data-dir", str(tmp_path))
+    assert "holdout_docs: applies to a whole corpus: give it to `mixkit merge`, not to a shard" in out
+    with pytest.raises(MixkitError, match="not to a shard"):
+        TokenizeConfig([str(src)], "x", num_shards=2, holdout_docs=3)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.mixkit_cli import main
 from mixkit.mix import MixStream
-from tests.conftest import random_docs
+from tests.support import random_docs
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_ratio_one_and_start_zero_and_base_only(data_dir, stores):
         (["--base", "c4", "--add", "code", "--ratio", "1.5"], r"--ratio must be in \[0, 1\]"),
         (["--base", "c4", "--add", "code", "--ratio", "-0.1"], r"--ratio must be in \[0, 1\]"),
         (["--phase", "0:c4=1,code=-0.5"], "negative"),
-        (["--phase", "0:c4=0,code=0"], "all weights are zero"),
+        (["--phase", "0:c4=0,code=0"], "weights are all zero"),
         (["--base", "c4", "--add", "code", "--ratio", "0.2", "--start-step", "20"], "must be below"),
         (["--phase", "0:c4=1", "--phase", "30:code=1"], "must be below steps"),
         (["--phase", "0:c4=1", "--phase", "8:code=1", "--phase", "4:c4=1"], "out of order"),
@@ -102,12 +102,24 @@ def test_plan_file_errors(data_dir, stores, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[phase]]\nstart = 0\n")
     r = CliRunner().invoke(main, ["build-mix", "--plan", str(bad), "--name", "x", *SHAPE])
-    assert r.exit_code == 2 and "needs 'start' and 'weights'" in r.output
+    assert r.exit_code == 2 and f"{bad}: [phase[0]] weights: missing (required)" in r.output
     bad.write_text("this is = = not toml")
     r = CliRunner().invoke(main, ["build-mix", "--plan", str(bad), "--name", "x", *SHAPE])
     assert r.exit_code == 2 and "invalid TOML" in r.output
     r = CliRunner().invoke(main, ["build-mix", "--plan", str(tmp_path / "missing.toml"), "--name", "x", *SHAPE])
-    assert r.exit_code == 2 and "cannot read plan file" in r.output
+    assert r.exit_code == 2 and "plan file" in r.output and "does not exist" in r.output
+    for text, message in [
+        ("steps = 20\n[[phase]]\nstart = 0\nweights = { c4 = 1 }\nsteps_ = 3\n", "[phase[0]] steps_: unknown key"),
+        ("stpes = 20\n[[phase]]\nstart = 0\nweights = { c4 = 1 }\n", "top level stpes: unknown key"),
+        ("[[phase]]\nstart = 0\nweights = { c4 = 1, code = -1 }\n", "[phase[0]]: phase at step 0: weight of 'code'"),
+        ("[[phase]]\nstart = -2\nweights = { c4 = 1 }\n", "[phase[0]] start: must be a non-negative integer"),
+        ("[[phase]]\nstart = 0\nweights = { c4 = 'x' }\n", "[phase[0]] weights.c4: expected an integer or a number"),
+        ("seq_len = 1\n[[phase]]\nstart = 0\nweights = { c4 = 1 }\n", "seq_len: must be at least 2"),
+        ("phase = []\n", "top level phase: needs [[phase]] tables"),
+    ]:
+        bad.write_text(text)
+        r = CliRunner().invoke(main, ["build-mix", "--plan", str(bad), "--name", "x", "--steps", "20"])
+        assert r.exit_code == 2 and message in r.output and str(bad) in r.output, (text, r.output)
 
 
 def test_overwrite_flag(data_dir, stores):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_tokenize import outputs, run_cli, run_cli_fail, write_jsonl
+from tests.support import outputs, run_cli, run_cli_fail, write_jsonl
 
 GOOD = [{"text": f"good document {i}"} for i in range(5)]
 

@@ -17,10 +17,12 @@ and only the first ``max_tokens_per_doc`` tokens of each. The EOS id that
 should measure the same.
 
 Counts are cached next to the store as ``NAME.counts.npy`` plus ``NAME.counts.json``
-(store fingerprint, options, vocabulary size, sha256 of the ``.npy``); a cache whose
-fingerprint, options or bytes disagree is recomputed and replaced atomically.
+(names from ``mixkit.store.StoreFiles``; the JSON holds the store fingerprint, options,
+vocabulary size, sha256 of the ``.npy``); a cache whose fingerprint, options or bytes
+disagree is recomputed and replaced atomically. ``count_store`` is that policy, the one
+``mixkit count`` follows.
 
-Mixtures: ``"c4:0.8,code:0.2"`` means the distribution
+Mixtures (``mixkit.mixture``): ``"c4:0.8,code:0.2"`` means the distribution
 
     q = sum_i w_i * p_i / sum_i w_i                    (mix_by="tokens", the default)
 
@@ -40,7 +42,6 @@ import io
 import json
 import os
 import sys
-import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,17 @@ from typing import Any
 import numba
 import numpy as np
 from numba import njit, prange
+from tqdm.auto import tqdm
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from mixkit.mixture import Mixture, is_mixture_expr
 from mixkit.store import TokenStore, check_same_tokenizer
 
 CACHE_FORMAT = "mixkit-counts"
 CACHE_VERSION = 1
 BLOCK_TOKENS = 1 << 26  # tokens per kernel call (the progress bar's step); must stay far below 2^32
-MIX_BY = ("tokens", "docs")
+MIX_BY = ("tokens", "docs")  # what a mixture weight is a share of; the first is the default
 
 
 # -- kernels ------------------------------------------------------------------------------------
@@ -136,8 +139,6 @@ def _group_by_tokens(starts: np.ndarray, ends: np.ndarray, groups: int) -> np.nd
 
 
 def _progress(total: int, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
-
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     return tqdm(total=total, desc=desc, unit="tok", unit_scale=True, disable=disable, leave=False)
 
@@ -284,10 +285,7 @@ def compute_counts(store: TokenStore, options: CountOptions, *, progress: bool |
 
 def cache_paths(store: TokenStore) -> tuple[Path, Path]:
     """``(NAME.counts.npy, NAME.counts.json)`` beside the store's files."""
-    return (
-        store.prefix.with_name(store.prefix.name + ".counts.npy"),
-        store.prefix.with_name(store.prefix.name + ".counts.json"),
-    )
+    return store.files.counts_npy, store.files.counts_json
 
 
 def _npy_bytes(counts: np.ndarray) -> bytes:
@@ -371,52 +369,44 @@ def counts_with(
     store: TokenStore, options: CountOptions, *, cache: bool = True, progress: bool | None = None
 ) -> np.ndarray:
     """``counts`` for an open store and a ready ``CountOptions``."""
+    return count_store(store, options, cache=cache, progress=progress).counts
+
+
+@dataclass(frozen=True)
+class StoreCount:
+    """What ``count_store`` returned and how: ``how`` is ``"cached"``, ``"counted"``,
+    ``"counted, cache not writable"`` or ``"not cached"``; ``cache_file`` is the
+    ``NAME.counts.npy`` read or written (None without the cache)."""
+
+    counts: np.ndarray
+    how: str
+    cache_file: Path | None
+
+
+def count_store(
+    store: TokenStore,
+    options: CountOptions,
+    *,
+    cache: bool = True,
+    force: bool = False,
+    progress: bool | None = None,
+) -> StoreCount:
+    """The cache policy: a matching cache is read (unless ``force``), else the store is counted
+    and the cache written; ``cache=False`` neither reads nor writes it."""
     if store.num_tokens == 0:
         raise MixkitError(f"store '{store.name}' is empty: there are no tokens to count")
-    if cache:
+    if not cache:
+        return StoreCount(compute_counts(store, options, progress=progress), "not cached", None)
+    if not force:
         hit = load_cached(store, options)
         if hit is not None:
-            return hit
+            return StoreCount(hit, "cached", store.files.counts_npy)
     result = compute_counts(store, options, progress=progress)
-    if cache:
-        save_cache(store, options, result)
-    return result
+    written = save_cache(store, options, result)
+    return StoreCount(result, "counted" if written else "counted, cache not writable", store.files.counts_npy)
 
 
 # -- mixtures -------------------------------------------------------------------------------------
-
-
-def is_mixture(spec: str) -> bool:
-    return "," in spec or ":" in spec
-
-
-def parse_mixture(expr: str) -> list[tuple[str, float]]:
-    """``"c4:0.8,code:0.2"`` → ``[("c4", 0.8), ("code", 0.2)]``; a bare name has weight 1.
-
-    Weights must be finite and non-negative with a positive sum.
-    """
-    parts = [p.strip() for p in str(expr).split(",")]
-    if not parts or any(not p for p in parts):
-        raise MixkitError(f"mixture '{expr}': expected SOURCE:WEIGHT items separated by commas")
-    out: list[tuple[str, float]] = []
-    for part in parts:
-        if ":" in part:
-            name, _, w = part.rpartition(":")
-            name = name.strip()
-            try:
-                weight = float(w)
-            except ValueError:
-                raise MixkitError(f"mixture '{expr}': weight '{w}' of '{name}' is not a number") from None
-        else:
-            name, weight = part, 1.0
-        if not name:
-            raise MixkitError(f"mixture '{expr}': an item has a weight but no source name")
-        if not np.isfinite(weight) or weight < 0:
-            raise MixkitError(f"mixture '{expr}': weight of '{name}' must be finite and non-negative, got {w}")
-        out.append((name, weight))
-    if sum(w for _, w in out) <= 0:
-        raise MixkitError(f"mixture '{expr}': the weights are all zero")
-    return out
 
 
 @dataclass
@@ -436,10 +426,16 @@ class Distribution:
         return self.parts[0][0].tokenizer_sha256
 
 
-def open_spec(spec: str, data_dir: str | os.PathLike | None = None) -> list[tuple[TokenStore, float]]:
+def spec_mixture(spec: str | Mixture) -> Mixture:
+    """A store name, store path or mixture expression as a mixture (one store: weight 1)."""
+    if isinstance(spec, Mixture) or is_mixture_expr(spec):
+        return Mixture.parse(spec)
+    return Mixture(((str(spec), 1.0),))
+
+
+def open_spec(spec: str | Mixture, data_dir: str | os.PathLike | None = None) -> list[tuple[TokenStore, float]]:
     """Open the stores a name, path or mixture expression refers to (no counting yet)."""
-    items = parse_mixture(spec) if is_mixture(spec) else [(spec, 1.0)]
-    parts = [(TokenStore.open(name, data_dir), w) for name, w in items]
+    parts = [(TokenStore.open(name, data_dir), w) for name, w in spec_mixture(spec)]
     check_same_tokenizer(s for s, _ in parts)
     for s, _ in parts:
         if s.num_tokens == 0:
@@ -492,7 +488,7 @@ def mixture_distribution(
 
 
 def distribution(
-    spec: str,
+    spec: str | Mixture,
     *,
     data_dir: str | os.PathLike | None = None,
     mix_by: str = "tokens",
@@ -503,11 +499,11 @@ def distribution(
     """Resolve a store name, store path or mixture expression to its unigram distribution."""
     parts = open_spec(spec, data_dir)
     probs = mixture_distribution(parts, mix_by=mix_by, options=options, cache=cache, progress=progress)
-    return Distribution(label=spec, probs=probs, parts=parts)
+    return Distribution(label=str(spec), probs=probs, parts=parts)
 
 
 def distributions(
-    specs: list[str],
+    specs: list[str | Mixture],
     *,
     data_dir: str | os.PathLike | None = None,
     mix_by: str = "tokens",
@@ -521,20 +517,5 @@ def distributions(
     out = []
     for spec, parts in zip(specs, opened):
         probs = mixture_distribution(parts, mix_by=mix_by, options=options, cache=cache, progress=progress)
-        out.append(Distribution(label=spec, probs=probs, parts=parts))
+        out.append(Distribution(label=str(spec), probs=probs, parts=parts))
     return out
-
-
-class _CallableModule(types.ModuleType):
-    """``mixkit.counts(store)`` must keep working after ``import mixkit.counts``.
-
-    ``mixkit`` exposes the function ``counts`` lazily, but importing this submodule
-    binds the name ``mixkit.counts`` to the module; making the module callable keeps
-    both spellings valid.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        return counts(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

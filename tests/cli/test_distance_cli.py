@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from cli.mixkit_cli import main
-from mixkit import counts as C
 from mixkit import distance as D
+from mixkit import unigram as C
 from mixkit.store import write_store
-from tests.sample_stores import bundled_store
+from tests.support import bundled_store
 
 
 @pytest.fixture(scope="module")
