@@ -23,6 +23,7 @@ The last line, ``ratio: X``, is the smallest of the three blend ratios (target >
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--skip-fetch", action="store_true")
     args = ap.parse_args()
     size = args.steps * args.global_batch
+    print(f"load average {os.getloadavg()[0]:.2f}")
     ratios = []
     if not args.skip_blend:
         ratios.append(bench_blend(size, [0.8, 0.2], args.repeats))
