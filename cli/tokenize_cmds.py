@@ -26,7 +26,10 @@ def _unescape(template: str) -> str:
 @click.option("--template", help='A template over record fields, e.g. "{question}\\n{answer}".')
 @click.option("--tokenizer", type=click.Path(), help="A tokenizers JSON file (default: the bundled GPT-NeoX-20B tokenizer).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-@click.option("--workers", type=int, help="Tokenizer threads (default: all cores).")
+@click.option("--workers", type=int, help="Encoder processes (fast encoder) or Rust threads (hf) (default: all cores).")
+@click.option("--encoder", type=click.Choice(["auto", "fast", "hf"]), default=field_default(TokenizeConfig, "encoder"),
+              show_default=True,
+              help="fast: tiktoken BPE, used only if its self-test matches tokenizers; hf: tokenizers; auto: fast when proven.")
 @click.option("--eos/--no-eos", default=field_default(TokenizeConfig, "eos"), show_default=True, help="Append <|endoftext|> (id 0) after each document.")
 @click.option("--lines", is_flag=True, help="For .txt sources: one document per line (default: per file).")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default=field_default(TokenizeConfig, "on_error"), show_default=True, help="Stop at a bad record, or skip and count it.")
@@ -38,7 +41,7 @@ def _unescape(template: str) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--batch-bytes", type=int, default=field_default(TokenizeConfig, "batch_bytes"), hidden=True)
 @click.option("--checkpoint-seconds", type=float, default=field_default(TokenizeConfig, "checkpoint_seconds"), hidden=True)
-def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds):
+def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds, encoder):
     """Tokenize SOURCES (JSONL[.gz|.zst], JSON arrays, Parquet, text, datasets folders) into a token store."""
     from mixkit.tokenize import tokenize as run
 
@@ -47,7 +50,7 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
         sources=list(sources), name=name, text=spec, tokenizer=tokenizer, data_dir=data_dir, workers=workers,
         eos=eos, lines=lines, on_error=on_error, num_shards=num_shards, shard_index=shard_index,
         overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed, quiet=quiet,
-        batch_bytes=batch_bytes, checkpoint_seconds=checkpoint_seconds,
+        batch_bytes=batch_bytes, checkpoint_seconds=checkpoint_seconds, encoder=encoder,
     )
     m = run(cfg)
     skipped = {k: v for k, v in m["skipped"].items() if v}

@@ -513,6 +513,21 @@ class StoreWriter:
         self.num_docs += len(arrays)
         self.num_tokens += int(lengths.sum())
 
+    def add_packed(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Append documents given back to back: ``tokens`` (the store's dtype) cut by ``lengths``."""
+        tokens = self._checked(tokens)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if int(lengths.sum()) != tokens.size or (lengths < 0).any():
+            raise ValueError("lengths do not add up to the tokens given")
+        if not lengths.size:
+            return
+        if lengths.max() > np.iinfo(np.int32).max:
+            raise MixkitError("a document is longer than the index's int32 lengths allow")
+        self._f.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+        self._lf.write(lengths.astype("<i4").tobytes())
+        self.num_docs += int(lengths.size)
+        self.num_tokens += int(tokens.size)
+
     def flush(self) -> tuple[int, int]:
         """Make everything added so far durable; return ``(bin_bytes, documents)``."""
         for fh in (self._f, self._lf):

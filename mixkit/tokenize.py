@@ -1,11 +1,28 @@
-"""``mixkit tokenize``: sources → documents → Rust tokenizer → token store, resumable.
+"""``mixkit tokenize``: sources → documents → encoder → token store, resumable.
 
 The pipeline has three stages joined by bounded queues, so reading, encoding and
 writing overlap and memory stays at a few batches:
 
     reader thread   records → documents (text), grouped into batches of ~``batch_bytes``
-    main thread     ``Tokenizer.encode_batch_fast`` (Rust threads, the GIL released)
-    writer thread   token arrays → ``StoreWriter``; a durable checkpoint every few seconds
+    main thread     the encoder (``mixkit.encoders``): ids of every text, EOS appended,
+                    packed as one flat token array plus the document lengths
+    writer thread   packed batches → ``StoreWriter``; a durable checkpoint every few seconds
+
+Encoders (``--encoder``): ``hf`` is ``tokenizers``' ``encode_batch_fast`` with ``--workers``
+Rust threads; ``fast`` is the same pipeline rebuilt on ``tiktoken`` (ids proven equal by a
+self-test at load, see ``mixkit.encoders``); ``auto`` (the default) takes ``fast`` when the
+self-test passes. The manifest's ``encoder`` says which one ran; the ``.bin``/``.idx`` and
+the fingerprint are the same either way.
+
+Workers with the fast encoder are processes, so encoding scales past the GIL: the main
+thread sends each batch (texts, pickled) to a pool of ``--workers`` single-threaded
+encoder processes, keeps at most ``2 × workers`` batches in flight and takes the results
+back *in submission order*, so the store does not depend on the number of workers.
+Each process holds one batch of texts and its ids (~``batch_bytes`` × 3), so memory is
+bounded per worker. Inputs smaller than one batch are encoded in the main process
+(starting processes costs more than it saves). At 64 cores the one reader thread (read,
+decompress, parse JSON: ~100 MB/s) feeds ~60 encoders at ~2 MB/s each; beyond that,
+``--num-shards`` splits the sources across independent jobs.
 
 A checkpoint (``NAME.tokenize-state.json``) records the position in the sources
 (source index, records consumed) and the durable length of the partial files. A run
@@ -24,9 +41,10 @@ import hashlib
 import json
 import os
 import queue
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -37,6 +55,7 @@ from tqdm import tqdm
 
 from mixkit import __version__, atomic
 from mixkit.config import invalid
+from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, load_encoder
 from mixkit.errors import MixkitError
 from mixkit.holdout import finish_with_holdout
 from mixkit.presets import TextSpec
@@ -75,6 +94,7 @@ class TokenizeConfig:
     quiet: bool = False
     batch_bytes: int = 1 << 21
     checkpoint_seconds: float = 5.0
+    encoder: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -91,6 +111,8 @@ class TokenizeConfig:
             raise invalid("holdout_docs", f"must be >= 0, got {self.holdout_docs}")
         if self.holdout_docs and self.num_shards > 1:
             raise invalid("holdout_docs", "applies to a whole corpus: give it to `mixkit merge`, not to a shard")
+        if self.encoder not in ENCODERS:
+            raise invalid("encoder", f"expected one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
 
 @dataclass
@@ -123,6 +145,47 @@ def load_tokenizer(path: str | os.PathLike | None, workers: int | None = None):
     tok.encode_special_tokens = True
     info = TokenizerInfo(path, sha256_file(path), tok.get_vocab_size(), tok.token_to_id(EOS_TOKEN))
     return tok, info
+
+
+_CHOICES: dict[tuple[str, str, str], EncoderChoice] = {}
+
+
+def choose_encoder(tok, info: TokenizerInfo, mode: str) -> EncoderChoice:
+    """``mixkit.encoders.load_encoder`` for a loaded tokenizer, the verdict kept per file content.
+
+    The self-test takes about a second; a process that tokenizes many stores runs it once
+    per tokenizer (keyed by the file's sha256, so a changed file is tested again).
+    """
+    key = (str(info.path.resolve()), info.sha256, mode)
+    if key not in _CHOICES:
+        _CHOICES[key] = load_encoder(info.path, mode, hf=HFEncoder(tok))
+    elif _CHOICES[key].note:
+        print(f"note: {_CHOICES[key].note}", file=sys.stderr)
+    return _CHOICES[key]
+
+
+def pack(id_lists: list[list[int]], eos: int | None, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, lengths)``: the documents' ids back to back (EOS after each) and their int64 lengths."""
+    if eos is not None:
+        for ids in id_lists:
+            ids.append(eos)
+    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+    flat: list[int] = []
+    for ids in id_lists:
+        flat += ids
+    return np.array(flat, dtype=dtype), lengths
+
+
+_WORKER_ENCODER: FastEncoder | None = None
+
+
+def _worker_start(encoder: FastEncoder) -> None:
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = encoder
+
+
+def _worker_encode(texts: list[str], eos: int | None, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    return pack(_WORKER_ENCODER.encode_batch(texts), eos, np.dtype(dtype))
 
 
 def describe_source(index: int, path: Path) -> dict[str, Any]:
@@ -168,6 +231,8 @@ class Tokenization:
         self.all_sources = all_sources
         self.selected = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
         self.tok, self.tokinfo = load_tokenizer(cfg.tokenizer, cfg.workers)
+        self.encoder_choice = choose_encoder(self.tok, self.tokinfo, cfg.encoder)
+        self.encoder = self.encoder_choice.encoder
         if cfg.eos and self.tokinfo.eos_id is None:
             raise MixkitError(f"tokenizer {self.tokinfo.path.name} has no {EOS_TOKEN} token; use --no-eos")
         self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
@@ -278,11 +343,11 @@ class Tokenization:
                     item = encoded.get()
                     if item is _DONE:
                         break
-                    batch, arrays = item
-                    writer.add_many(arrays)
-                    for src, arr in zip(batch.source_of, arrays):
+                    batch, (tokens, lengths) = item
+                    writer.add_packed(tokens, lengths)
+                    for src, n in zip(batch.source_of, lengths.tolist()):
                         per_source[src]["documents"] += 1
-                        per_source[src]["tokens"] += int(arr.size)
+                        per_source[src]["tokens"] += n
                     for src, n in batch.per_source_records.items():
                         per_source[src]["records"] += n
                     state["skipped"].update(batch.skipped)
@@ -308,14 +373,26 @@ class Tokenization:
         reader_t.start()
         writer_t.start()
         eos = self.tokinfo.eos_id if cfg.eos else None
+        pool, workers = self._worker_pool(total_bytes)
+        in_flight: deque = deque()
         try:
             while True:
                 batch = batches.get()
                 if batch is _DONE or errors:
                     break
-                arrays = self._encode(batch.texts, eos)
-                encoded.put((batch, arrays))
+                if pool is None:
+                    encoded.put((batch, self._encode_packed(batch.texts, eos)))
+                    continue
+                in_flight.append((batch, pool.submit(_worker_encode, batch.texts, eos, self.dtype.name)))
+                while len(in_flight) > 2 * workers or (in_flight and in_flight[0][1].done()):
+                    done, future = in_flight.popleft()
+                    encoded.put((done, future.result()))
+            while in_flight and not errors:
+                done, future = in_flight.popleft()
+                encoded.put((done, future.result()))
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             stop.set()
             encoded.put(_DONE)
             writer_t.join()
@@ -331,15 +408,26 @@ class Tokenization:
             raise errors[0]
         self._last_state = state
 
+    def _worker_pool(self, total_bytes: int):
+        """``(pool, workers)``: encoder processes, or ``(None, 1)`` to encode here (hf, one worker, a small input)."""
+        workers = self.cfg.workers or len(os.sched_getaffinity(0))
+        if not isinstance(self.encoder, FastEncoder) or workers < 2 or total_bytes <= self.cfg.batch_bytes:
+            return None, 1
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start, initargs=(self.encoder,)
+        )
+        return pool, workers
+
+    def _encode_packed(self, texts: list[str], eos: int | None) -> tuple[np.ndarray, np.ndarray]:
+        return pack(self.encoder.encode_batch(texts), eos, self.dtype)
+
     def _encode(self, texts: list[str], eos: int | None) -> list[np.ndarray]:
-        encodings = self.tok.encode_batch_fast(texts, add_special_tokens=False)
-        out = []
-        for enc in encodings:
-            ids = enc.ids
-            if eos is not None:
-                ids.append(eos)
-            out.append(np.array(ids, dtype=self.dtype))
-        return out
+        """One array per text (EOS appended): the packed batch cut per document."""
+        tokens, lengths = self._encode_packed(texts, eos)
+        return np.split(tokens, np.cumsum(lengths)[:-1]) if len(texts) else []
 
     def _batches(self, position: tuple[int, int]):
         """Yield batches of document texts from ``position`` on (whole batches, in order)."""
@@ -377,9 +465,19 @@ class Tokenization:
                 elif not text.strip():
                     empty += 1
                 else:
-                    texts.append(text)
-                    source_of.append(src)
-                    nbytes += len(text.encode("utf-8", "surrogatepass"))
+                    try:
+                        size = len(text.encode("utf-8"))
+                    except UnicodeEncodeError as e:
+                        origin = item.origin
+                        detail = f"lone surrogate U+{ord(text[e.start]):04X} at character {e.start} (not encodable as UTF-8)"
+                        if cfg.on_error == "raise":
+                            raise MixkitError(f"{origin}: {detail} (use --on-error skip to skip and count such records)") from None
+                        skipped["lone surrogate"] += 1
+                        size = None
+                    if size is not None:
+                        texts.append(text)
+                        source_of.append(src)
+                        nbytes += size
                 pos = (src, consumed)
                 if nbytes >= cfg.batch_bytes:
                     yield _Batch(texts, source_of, nbytes, pos, skipped, empty, records)
@@ -410,6 +508,7 @@ class Tokenization:
             s.update(per_source[s["index"]])
         manifest = {
             "tokenizer": self.tokinfo.describe(),
+            "encoder": self.encoder_choice.describe(),
             "eos": {"appended": cfg.eos, "id": self.tokinfo.eos_id if cfg.eos else None, "token": EOS_TOKEN if cfg.eos else None},
             "text": cfg.text.describe(),
             "lines": cfg.lines,

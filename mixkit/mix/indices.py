@@ -72,51 +72,53 @@ def _blend_upto8(w, ids, offsets, ds_out, sn_out):
 
     Keeping counts in registers instead of an array removes the store-to-load latency
     that bounds a loop over ``counts[k]``; each ``if`` compiles to a conditional move.
+    The argmax is a tree of pairwise comparisons (depth 3) rather than a scan (depth 7):
+    each sample's choice feeds the next sample's errors, so the loop runs at the speed
+    of that dependency chain, and the tree shortens it.
     """
     w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
     c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
     for n in range(ds_out.size):
         x = max(float(n), 1.0)
-        best = 0
-        best_err = w0 * x - c0
-        best_count = c0
-        err = w1 * x - c1
-        if err > best_err:
-            best_err = err
-            best = 1
-            best_count = c1
-        err = w2 * x - c2
-        if err > best_err:
-            best_err = err
-            best = 2
-            best_count = c2
-        err = w3 * x - c3
-        if err > best_err:
-            best_err = err
-            best = 3
-            best_count = c3
-        err = w4 * x - c4
-        if err > best_err:
-            best_err = err
-            best = 4
-            best_count = c4
-        err = w5 * x - c5
-        if err > best_err:
-            best_err = err
-            best = 5
-            best_count = c5
-        err = w6 * x - c6
-        if err > best_err:
-            best_err = err
-            best = 6
-            best_count = c6
-        err = w7 * x - c7
-        if err > best_err:
-            best_err = err
-            best = 7
-            best_count = c7
+        e0 = w0 * x - c0
+        e1 = w1 * x - c1
+        e2 = w2 * x - c2
+        e3 = w3 * x - c3
+        e4 = w4 * x - c4
+        e5 = w5 * x - c5
+        e6 = w6 * x - c6
+        e7 = w7 * x - c7
+        # A tree of pairwise maxima: the right side wins only when strictly larger, so a
+        # tie goes to the lower index, as in the sequential scan.
+        t = e1 > e0
+        a_e = e1 if t else e0
+        a_i = 1 if t else 0
+        a_c = c1 if t else c0
+        t = e3 > e2
+        b_e = e3 if t else e2
+        b_i = 3 if t else 2
+        b_c = c3 if t else c2
+        t = e5 > e4
+        d_e = e5 if t else e4
+        d_i = 5 if t else 4
+        d_c = c5 if t else c4
+        t = e7 > e6
+        f_e = e7 if t else e6
+        f_i = 7 if t else 6
+        f_c = c7 if t else c6
+        t = b_e > a_e
+        a_e = b_e if t else a_e
+        a_i = b_i if t else a_i
+        a_c = b_c if t else a_c
+        t = f_e > d_e
+        d_e = f_e if t else d_e
+        d_i = f_i if t else d_i
+        d_c = f_c if t else d_c
+        t = d_e > a_e
+        best = d_i if t else a_i
+        count = d_c if t else a_c
         ds_out[n] = ids[best]
-        sn_out[n] = offsets[best] + np.int64(best_count)
+        sn_out[n] = offsets[best] + np.int64(count)
         c0 += 1.0 if best == 0 else 0.0
         c1 += 1.0 if best == 1 else 0.0
         c2 += 1.0 if best == 2 else 0.0

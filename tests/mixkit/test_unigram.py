@@ -71,6 +71,22 @@ def test_histogram_ranges_and_blocking(seed, n_ranges, block):
     np.testing.assert_array_equal(got, expected)
 
 
+@given(seed=st.integers(0, 2**32 - 1), offset=st.integers(0, 3), n=st.integers(0, 3000), n_ranges=st.integers(0, 12))
+def test_paired_uint16_kernel_equals_bincount(seed, offset, n, n_ranges):
+    """Tokens read two at a time: aligned or not, odd range ends, ranges of one token."""
+    rng = np.random.default_rng(seed)
+    base = rng.zipf(1.3, size=n + 4).clip(max=65535).astype(np.uint16)
+    tokens = base[offset : offset + n]
+    assert (C._paired_view(tokens) is not None) == (offset % 2 == 0 and n >= 2)
+    np.testing.assert_array_equal(C.histogram(tokens, 65536), np.bincount(tokens, minlength=65536))
+    starts = rng.integers(0, max(n, 1), size=n_ranges)
+    ends = np.minimum(starts + rng.integers(0, 40, size=n_ranges), n)
+    expected = np.zeros(65536, np.int64)
+    for s_, e_ in zip(starts, ends):
+        expected += np.bincount(tokens[s_:e_], minlength=65536)
+    np.testing.assert_array_equal(C.histogram(tokens, 65536, starts, ends), expected)
+
+
 def test_histogram_refuses_ids_outside_vocab():
     with pytest.raises(MixkitError, match="outside the vocabulary"):
         C.histogram(np.array([1, 2, 500], np.uint16), 100)
