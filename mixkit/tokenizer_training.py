@@ -1,10 +1,10 @@
 """``mixkit train-tokenizer``: a small byte-level BPE trained on the corpora it will encode.
 
 Why: with GPT-NeoX's 50k vocabulary the output layer dominates the compute of a model
-small enough for a CPU (d_model 128: 6.4 M of the embedding and unembedding weights
-against 0.8 M in four transformer layers), so an hour of CPU gives each run too few
-tokens to learn more than token frequencies. A 4–8 k vocabulary trained on the
-pretraining corpus makes the same hour worth about ten times the tokens.
+small enough for a CPU (d_model 128, 4 layers: 12.9 M parameters in the input embedding
+and the output head against 0.8 M in the layers), so an hour of CPU gives each run too
+few tokens to learn much more than token frequencies. A 4–8 k vocabulary trained on the
+pretraining corpus makes the same hour worth five to ten times the tokens.
 
 The tokenizer is built like GPT-NeoX-20B's, only smaller:
 
