@@ -1,4 +1,4 @@
-"""The ``mixkit`` command: tokenize → measure → mix (→ experiment)."""
+"""The ``mixkit`` command: (train a tokenizer →) tokenize → measure → mix (→ experiment)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "merge": "cli.tokenize_cmds:merge",
     "info": "cli.tokenize_cmds:info",
     "list": "cli.tokenize_cmds:list_cmd",
+    "train-tokenizer": "cli.tokenizer_cmds:train_tokenizer",
     "count": "cli.distance_cmds:count",
     "distance": "cli.distance_cmds:distance",
     "proximity": "cli.distance_cmds:proximity",
