@@ -18,6 +18,7 @@ otherwise a seeded permutation holds out ``val_size`` examples (or ``val_fractio
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ class TaskConfig:
     val_size: int | None = None
     val_fraction: float = 0.1
     max_examples: int | None = None
+    split_seed: int = 0  # the train/validation split is the task's, the same for every run (not the run's seed)
 
     def __post_init__(self) -> None:
         self.train = [self.train] if isinstance(self.train, str) else list(self.train)
@@ -85,6 +87,13 @@ class SFTSet:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def fingerprint(self) -> str:
+        """sha256 over every example's tokens and answer start: which examples a loss was measured on."""
+        h = hashlib.sha256()
+        for t, a in zip(self.tokens, self.answer_start):
+            h.update(np.int64(len(t)).tobytes() + np.int64(a).tobytes() + np.asarray(t, dtype=np.int64).tobytes())
+        return h.hexdigest()
 
 
 def read_pairs(sources: list[str], preset: str | None, prompt: str | None = None,
@@ -139,13 +148,18 @@ def split_indices(n: int, seed: int, val_size: int | None, val_fraction: float) 
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def load_task(cfg: TaskConfig, tokenizer: Any, eos_id: int, seq_len: int, seed: int) -> tuple[SFTSet, SFTSet]:
-    """The task's train and validation sets, tokenized and fitted to ``seq_len``."""
+def load_task(cfg: TaskConfig, tokenizer: Any, eos_id: int, seq_len: int) -> tuple[SFTSet, SFTSet]:
+    """The task's train and validation sets, tokenized and fitted to ``seq_len``.
+
+    Without a ``val`` source the split is drawn with the task's own ``split_seed``, never the
+    run's: every run of a study (every seed, every variant) scores the same validation
+    examples, so their losses differ only by what the runs learned.
+    """
     train_pairs = read_pairs(cfg.train, cfg.preset, cfg.prompt, cfg.answer)
     if cfg.val:
         val_pairs = read_pairs(cfg.val, cfg.preset, cfg.prompt, cfg.answer)
     else:
-        tr, va = split_indices(len(train_pairs), seed, cfg.val_size, cfg.val_fraction)
+        tr, va = split_indices(len(train_pairs), cfg.split_seed, cfg.val_size, cfg.val_fraction)
         train_pairs, val_pairs = [train_pairs[i] for i in tr], [train_pairs[i] for i in va]
     if cfg.max_examples is not None:
         train_pairs = train_pairs[: cfg.max_examples]

@@ -73,7 +73,7 @@ class StageRunner:
         key = (name, seq_len)
         if key not in self._tasks:
             tok = self.tokenizer()
-            self._tasks[key] = load_task(self.cfg.tasks[name], tok, self._tokinfo.eos_id or 0, seq_len, self.cfg.seed)
+            self._tasks[key] = load_task(self.cfg.tasks[name], tok, self._tokinfo.eos_id or 0, seq_len)
         return self._tasks[key]
 
     def heldout(self) -> TokenStore | None:
@@ -201,7 +201,7 @@ class StageRunner:
         finally:
             bar.close()
             metrics.close()
-        summary.update(key=key, dir=out.name, weights=self.relative(weights))
+        summary.update(key=key, dir=out.name, weights=self.relative(weights), val_examples_sha256=val_set.fingerprint())
         results["sft"][task] = summary
         write_results(self.run_dir, results)
         self.log(f"[{self.cfg.name}] sft {task}: validation loss {summary['val_loss']:.4f}"

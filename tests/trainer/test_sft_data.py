@@ -60,10 +60,10 @@ def test_load_task_uses_the_datasets_own_split(tmp_path, tok):
             for i in range(n):
                 f.write(json.dumps({"question": f"{split} q{i}?", "answer": f"a{i}"}) + "\n")
     cfg = TaskConfig("gsm8k", train=[str(tmp_path / "train.jsonl")], val=[str(tmp_path / "test.jsonl")])
-    train, val = load_task(cfg, tok, 0, 64, seed=0)
+    train, val = load_task(cfg, tok, 0, 64)
     assert len(train) == 12 and len(val) == 4
     cfg = TaskConfig("gsm8k", train=[str(tmp_path / "train.jsonl")], val_size=3)
-    train, val = load_task(cfg, tok, 0, 64, seed=0)
+    train, val = load_task(cfg, tok, 0, 64)
     assert len(train) == 9 and len(val) == 3
 
 
@@ -87,9 +87,22 @@ def test_templates_instead_of_a_preset(tmp_path, tok):
         for i in range(6):
             f.write(json.dumps({"q": f"question {i}", "a": f"answer {i}"}) + "\n")
     cfg = task("mine", {"train": str(tmp_path / "t.jsonl"), "prompt": "Q: {q}\nA:", "answer": " {a}", "val_size": 2})
-    train, val = load_task(cfg, tok, 0, 64, seed=0)
+    train, val = load_task(cfg, tok, 0, 64)
     assert len(train) == 4 and len(val) == 2
     decoded = [tok.decode(t[int(s):-1].tolist()) for t, s in zip(train.tokens, train.answer_start)]
     assert all(d.startswith(" answer ") for d in decoded)
     with pytest.raises(MixkitError, match=r"\[tasks.mine\] answer: give both prompt and answer"):
         task("mine", {"train": "x", "prompt": "{q}"})
+
+
+def test_the_split_is_the_tasks_not_the_runs(tmp_path, tok):
+    """Two runs with different seeds score the same validation examples: the split has its own seed."""
+    with open(tmp_path / "t.jsonl", "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"question": f"q{i}?", "answer": f"a{i}"}) + "\n")
+    cfg = task("gsm8k", {"train": str(tmp_path / "t.jsonl"), "val_size": 8})
+    runs = [load_task(cfg, tok, 0, 64) for _seed in (1234, 1235)]
+    assert runs[0][1].fingerprint() == runs[1][1].fingerprint()
+    other = load_task(task("gsm8k", {"train": str(tmp_path / "t.jsonl"), "val_size": 8, "split_seed": 1}), tok, 0, 64)
+    assert other[1].fingerprint() != runs[0][1].fingerprint(), "the fingerprint tells different splits apart"
+    assert len(runs[0][1]) == 8
