@@ -6,7 +6,8 @@ seed. An experiment gives one start step (``schedule.start_step``) and names its
 a sweep's ``[sweep]`` table makes the variants from a grid of start steps × ratios::
 
     name = "quickstart"
-    seeds = [1234, 1235]        # the baseline runs with every seed; other variants with the first
+    seeds = [1234, 1235, 1236]  # every variant runs with every seed: init, data order and SFT order
+    variant_seeds = 3           # optional: only the first N seeds for the non-baseline variants (budget)
     metric = "js"               # distance for the proximity advantage
 
     [corpora]                   # token stores to make: sources (globs; "@samples/" = bundled), preset
@@ -37,6 +38,9 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     val = "@samples/gsm8k_test.jsonl.gz"
     target = "gsm8k"
 
+    [tokenizer]                 # optional; default: the bundled GPT-NeoX-20B tokenizer (Pythia's)
+    train = { corpora = ["c4"], vocab_size = 4096 }   # or: file = "path/tokenizer.json"
+
     [model]                     # trainer.model.ModelSpec: a named config and overrides of its fields
     [optim]                     # trainer.optim.OptimConfig: pretrain/midtrain optimizer
     [train]                     # TrainSettings below
@@ -59,6 +63,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from tokenizers import Tokenizer
 
 from mixkit.config import ConfigError, Where, coerce, from_table, invalid, where_of
 from mixkit.distance import METRIC_NAMES
@@ -118,7 +124,6 @@ class Schedule:
     global_batch: int
     start_step: int = 0  # an experiment's S; a sweep gives its start steps in [sweep] instead
     allow_repeat: bool = False
-    mix_seed: int = 1234
 
     def __post_init__(self) -> None:
         if self.steps < 2:
@@ -144,6 +149,42 @@ class TrainSettings:
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass
+class TokenizerTraining:
+    """``[tokenizer] train = {...}``: a byte-level BPE trained on some of the study's corpora
+    (``mixkit train-tokenizer``), cached by content in the study's data folder."""
+
+    corpora: list[str]
+    vocab_size: int
+    max_docs: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.corpora:
+            raise invalid("corpora", "name at least one corpus to train the tokenizer on")
+        if self.vocab_size < 257:
+            raise invalid("vocab_size", f"must cover the 256 bytes and <|endoftext|>, got {self.vocab_size}")
+
+
+@dataclass
+class TokenizerChoice:
+    """``[tokenizer]``: a tokenizer file, or one to train; the model's vocabulary follows it."""
+
+    file: str | None = None
+    train: TokenizerTraining | None = None
+
+    def __post_init__(self) -> None:
+        if (self.file is None) == (self.train is None):
+            raise invalid("file", "give either file = \"tokenizer.json\" or train = { corpora = [...], vocab_size = N }")
+
+
+VOCAB_MULTIPLE = 64  # the model's vocabulary is the tokenizer's padded to a multiple of this (GPT-NeoX's habit)
+
+
+def padded_vocab(size: int) -> int:
+    return -(-size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 @dataclass
@@ -184,6 +225,7 @@ class StudyConfig:
 
     name: str
     seeds: list[int]
+    variant_seeds: int  # how many of the seeds the non-baseline variants run with
     metric: str
     corpora: dict[str, Corpus]
     schedule: Schedule
@@ -197,6 +239,7 @@ class StudyConfig:
     sft: SFTConfig
     tables: dict[str, Any] = field(default_factory=dict, repr=False)  # [optim], [sft], [tasks.*] as written
     sweep: SweepAxes | None = None
+    tokenizer: TokenizerChoice | None = None  # None: the bundled GPT-NeoX-20B tokenizer
     start_steps: list[int] = field(default_factory=list)  # ascending; an experiment's one S
     start_spec: list[int | float] = field(default_factory=list)  # a sweep's start steps as written
 
@@ -219,8 +262,8 @@ class StudyConfig:
         return [v for v in self.variants.values() if v.name != self.baseline]
 
 
-TOP_KEYS = ("name", "seeds", "metric", "corpora", "schedule", "variants", "tasks", "model", "optim", "train", "sft",
-            "sweep")
+TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
+            "optim", "train", "sft", "sweep")
 
 
 def ratio_label(ratio: float) -> str:
@@ -274,6 +317,9 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     seeds = coerce(table.get("seeds", [1234, 1235]), list[int], top, "seeds")
     if not seeds or len(set(seeds)) != len(seeds):
         raise top.error("seeds", f"must be a non-empty list of distinct integers, got {seeds!r}")
+    variant_seeds = coerce(table.get("variant_seeds", len(seeds)), int, top, "variant_seeds")
+    if not 1 <= variant_seeds <= len(seeds):
+        raise top.error("variant_seeds", f"must be between 1 and the number of seeds ({len(seeds)}), got {variant_seeds}")
     metric = coerce(table.get("metric", "js"), str, top, "metric")
     if metric not in METRIC_NAMES:
         raise top.error("metric", f"must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
@@ -376,8 +422,27 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
             raise ConfigError(e.message.replace("(known: ", "(known: target, ", 1)) from None
         targets[tname], task_tables[tname] = target, t
 
+    tokenizer = None
+    if "tokenizer" in table:
+        tokenizer = from_table(TokenizerChoice, table["tokenizer"], top.sub("tokenizer"))
+        tok_where = top.sub("tokenizer")
+        if tokenizer.file is not None:
+            tokenizer.file = resolve_source(tokenizer.file, base)
+            vocab = _tokenizer_vocab(tokenizer.file, tok_where)
+        else:
+            for c in tokenizer.train.corpora:
+                if c not in corpora:
+                    raise tok_where.error("train", f"names corpus '{c}', which is not in [corpora]")
+            presets = {corpora[c].preset for c in tokenizer.train.corpora}
+            if len(presets) > 1:
+                raise tok_where.error("train", f"its corpora must share one preset, got {sorted(presets)}")
+            vocab = tokenizer.train.vocab_size
     model_table = dict(_table(table, "model", top, {}))
     model_table.setdefault("name", DEFAULT_MODEL)
+    if tokenizer is not None:
+        if "vocab_size" in model_table and model_table["vocab_size"] < vocab:
+            raise top.sub("model").error("vocab_size", f"{model_table['vocab_size']} is below the tokenizer's {vocab}")
+        model_table.setdefault("vocab_size", padded_vocab(vocab))
     model = from_table(ModelSpec, model_table, top.sub("model"))
     optim_table = dict(_table(table, "optim", top, {}))
     optim = from_table(OptimConfig, optim_table, top.sub("optim"))
@@ -388,9 +453,9 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
         raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len "
                                               f"{model.build().max_seq_len}")
 
-    return StudyConfig(name=name, seeds=seeds, metric=metric, corpora=corpora, schedule=schedule, variants=variants,
+    return StudyConfig(name=name, seeds=seeds, variant_seeds=variant_seeds, metric=metric, corpora=corpora, schedule=schedule, variants=variants,
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
-                       sweep=sweep, start_steps=start_steps,
+                       sweep=sweep, tokenizer=tokenizer, start_steps=start_steps,
                        tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},
                        start_spec=list(sweep.start_step) if sweep else [schedule.start_step])
 
@@ -399,6 +464,13 @@ def load_study(path: str | os.PathLike, kind: Literal["experiment", "sweep"] | N
                base: Path | None = None) -> StudyConfig:
     """Read and check a study config file (``kind``: what the command expects)."""
     return parse_study(read_toml(path, f"{kind or 'study'} config"), path, base, kind)
+
+
+def _tokenizer_vocab(path: str, where: Where) -> int:
+    try:
+        return Tokenizer.from_file(path).get_vocab_size()
+    except Exception as e:
+        raise where.error("file", f"cannot read tokenizer {path}: {str(e).splitlines()[0] if str(e) else e}") from None
 
 
 def _table(table: dict[str, Any], key: str, where: Where, default: Any = None) -> dict[str, Any]:

@@ -23,6 +23,21 @@ def spread_text(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
+def ci_text(ci: tuple[float, float] | None, fmt: str | None = None) -> str:
+    """A 95% interval, ``[+1.20%, +3.40%]`` (percentages unless ``fmt`` is given); ``—`` when none."""
+    if ci is None:
+        return MISSING
+    show = (lambda v: fmt.format(v)) if fmt else pct
+    return f"[{show(ci[0])}, {show(ci[1])}]"
+
+
+def p_text(p: float | None) -> str:
+    """A p-value to three significant digits, ``< 0.001`` below that; ``—`` when not tested."""
+    if p is None or not math.isfinite(p):
+        return MISSING
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
 def loss_text(v: float | None) -> str:
     return MISSING if v is None else f"{v:.4f}"
 

@@ -1,4 +1,4 @@
-"""The markdown of a study's report: the experiment's sections, and a sweep's sections composed before them.
+"""The markdown of a study's report: verdicts first, then the evidence; a sweep's sections composed before it.
 
 Everything here is text made from ``lab.analysis`` numbers and ``lab.findings`` verdicts;
 nothing is computed here that a plot or a test could not read from those dataclasses.
@@ -6,33 +6,40 @@ nothing is computed here that a plot or a test could not read from those datacla
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from lab.analysis import (
-    Correlation,
-    Point,
+    ProximityAnalysis,
+    ScaleCheck,
     SweepGrid,
     TaskTable,
-    compare_axes,
     distance_matrix,
     earlier_minus_later,
     sweep_spec,
 )
-from lab.findings import Finding, comparison_sentence, timing_verdict
-from lab.formatting import MISSING, NOT_SIGNIFICANT, loss_text, md_table, pct, pp, spread_text
+from lab.control import GUARD_MARGIN_NATS
+from lab.findings import Finding
+from lab.formatting import MISSING, NOT_SIGNIFICANT, ci_text, loss_text, md_table, p_text, pct, pp
 from lab.results import StudyResults
-from lab.statistics import mean_or_none
+from lab.statistics import ALPHA, Estimate, mean_or_none
+from lab.verdicts import NOT_INTERPRETABLE
 from trainer.run_dir import pre_sft_heldout_loss, sft_losses
+
+NO_REPLICATE = "n/r"
 
 
 def heading(level: int, text: str, depth: int = 0) -> str:
     return "#" * (level + depth) + " " + text
 
 
-def _mark(v: float | None, sig: bool | None) -> str:
-    return pct(v) + (f" {NOT_SIGNIFICANT}" if sig is False else "")
+def _marked(e: Estimate | None) -> str:
+    """A mean effect with its significance mark: † not significant at α, n/r no replicate (not tested)."""
+    if e is None or e.n == 0:
+        return MISSING
+    if not e.tested:
+        return f"{pct(e.mean)} {NO_REPLICATE}"
+    return pct(e.mean) + (f" {NOT_SIGNIFICANT}" if e.p >= ALPHA else "")
 
 
 def _mixture_text(m: dict[str, float]) -> str:
@@ -51,11 +58,84 @@ def _scale_text(scale: Any) -> str:
     return ", ".join(parts)
 
 
-def render_experiment(exp: StudyResults, tables: Sequence[TaskTable], points: Sequence[Point],
-                      corrs: Sequence[Correlation], found: Sequence[Finding], plots: Sequence[tuple[str, str]],
-                      missing: Sequence[str], depth: int = 0) -> list[str]:
+def _tokenizer_text(tok: Any) -> str:
+    if not isinstance(tok, dict):
+        return MISSING
+    text = f"`{tok.get('file', MISSING)}` (sha256 {str(tok.get('sha256', ''))[:12]}, vocabulary {tok.get('vocab_size', MISSING)}"
+    if tok.get("trained_on"):
+        text += f", trained on {', '.join(tok['trained_on'])}"
+    if tok.get("model_vocab_size"):
+        text += f"; model vocabulary {tok['model_vocab_size']}"
+    return text + ")"
+
+
+def _seeds_text(exp: StudyResults) -> str:
+    base = len(exp.runs.get(exp.baseline, []))
+    others = sorted({len(rs) for v, rs in exp.runs.items() if v != exp.baseline})
+    return f"baseline × {base}, other variants × " + ("/".join(map(str, others)) if others else MISSING)
+
+
+def verdict_lines(found: Sequence[Finding], scale: ScaleCheck, depth: int = 0) -> list[str]:
+    """The headline: the scale guard first when it fails, then every verdict with its reason."""
+    out = [heading(2, "Verdicts", depth), ""]
+    if scale.ok is False:
+        out += [f"**Not interpretable: {scale.reason}.** Every verdict below is therefore \"not interpretable\"; "
+                f"the tables show what was measured.", ""]
+    elif scale.ok is None:
+        out += [f"Scale guard not applied: {scale.reason}.", ""]
+    out += md_table(["finding", "verdict", "why"],
+                    [[f"({f.key}) {f.claim}", f"**{f.verdict.word}**", f.verdict.reason] for f in found], "lll")
+    return out
+
+
+def scale_lines(scale: ScaleCheck, exp: StudyResults, depth: int = 0) -> list[str]:
+    uni = exp.spec.get("unigram") if isinstance(exp.spec.get("unigram"), dict) else {}
+    out = [heading(2, "Scale guard and unigram control", depth), "",
+           "A model that learned only token frequencies would score the unigram cross-entropy "
+           "H = −Σ c(t) ln p̂(t) / Σ c(t), with p̂ the add-one-smoothed unigram model of the run's training stream. "
+           f"The verdicts are interpretable only when the baseline's held-out C4 loss is at least "
+           f"{GUARD_MARGIN_NATS:g} nats below H.", ""]
+    b = scale.baseline_heldout
+    out.append(f"- Unigram cross-entropy of the held-out C4 tokens ({uni.get('heldout_docs', MISSING)} documents) "
+               f"under the baseline's stream ({uni.get('stream_tokens', MISSING)} tokens): "
+               f"{loss_text(scale.unigram_heldout_ce)} nats")
+    out.append(f"- Baseline held-out C4 loss before SFT: {loss_text(b.mean)} nats (n = {b.n}"
+               + (f", 95% CI [{b.ci[0]:.4f}, {b.ci[1]:.4f}]" if b.ci else "") + ")")
+    word = {True: "passed", False: "failed", None: "not applied"}[scale.ok]
+    out.append(f"- Guard {word}: {scale.reason}.")
+    out.append("- Per task, the unigram benefit (what token frequencies alone would gain from each variant's "
+               "stream) and the measured benefit's excess over it are in the tables below.")
+    return out
+
+
+def _task_rows(t: TaskTable, baseline: str) -> list[list[str]]:
+    rows = []
+    for c in t.cells:
+        if c.variant == baseline:
+            rows.append([f"{c.variant} (baseline)", str(c.seeds), loss_text(c.val_loss), "baseline", "", "", "", "",
+                         loss_text(c.heldout_loss), "baseline", "", ""])
+            continue
+        b, h = c.benefit_test, c.heldout_test
+        rows.append([c.variant, str(c.seeds), loss_text(c.val_loss), _marked(b), ci_text(b.ci if b else None),
+                     p_text(b.p if b else None), pct(c.unigram_benefit), pct(c.excess), loss_text(c.heldout_loss),
+                     _marked(h), ci_text(h.ci if h else None), p_text(h.p if h else None)])
+    return rows
+
+
+def _finding_lines(f: Finding, depth: int) -> list[str]:
+    out = ["", f"**({f.key}) {f.claim}** — **{f.verdict.word}**: {f.verdict.reason}.", ""]
+    if f.rows:
+        out += md_table(f.header, f.rows, f.align) + [""]
+    out += [f"- {d}" for d in f.details]
+    return out
+
+
+def render_experiment(exp: StudyResults, tables: Sequence[TaskTable], analyses: Sequence[ProximityAnalysis],
+                      found: Sequence[Finding], scale: ScaleCheck, plots: Sequence[tuple[str, str]],
+                      missing: Sequence[str], depth: int = 0, verdicts: bool = True) -> list[str]:
     """The experiment report's lines; ``plots`` are (title, path relative to the report) of the PNGs
-    written; ``depth`` moves every heading that many levels down (for a section of a larger report)."""
+    written; ``depth`` moves every heading that many levels down (for a section of a larger report);
+    ``verdicts`` False leaves out the headline (a sweep's report puts its own first)."""
     spec = exp.spec
     name = spec.get("name") or exp.dir.name
     all_runs = [r for rs in exp.runs.values() for r in rs]
@@ -66,9 +146,17 @@ def render_experiment(exp: StudyResults, tables: Sequence[TaskTable], points: Se
     out.append(f"- Scale: {_scale_text(spec.get('scale'))}")
     out.append("- SFT tasks: " + (", ".join(
         f"{t} (distribution: `{targets[t]}`)" if t in targets else t for t in exp.tasks) or MISSING))
-    out.append(f"- Baseline variant: `{exp.baseline}`; distance for proximity: {spec.get('metric', MISSING)}")
+    out.append(f"- Tokenizer: {_tokenizer_text(spec.get('tokenizer'))}")
+    out.append(f"- Baseline variant: `{exp.baseline}`; proximity: {spec.get('metric', MISSING)} distance, protocol "
+               f"`{spec.get('protocol', 'all')}`")
+    out.append(f"- Seeds: {_seeds_text(exp)}; every comparison is paired by seed and tested across seeds "
+               f"(two-sided, α = {ALPHA:g})")
     out.append(f"- Runs with results: {finished} of {len(all_runs)}"
                + (" (see [Missing results](#missing-results))" if missing else ""))
+    if verdicts:
+        out += [""] + verdict_lines(found, scale, depth)
+    out += [""] + scale_lines(scale, exp, depth)
+
     out += ["", heading(2, "Variants", depth), ""]
     rows = []
     for v, runs in exp.runs.items():
@@ -79,50 +167,47 @@ def render_experiment(exp: StudyResults, tables: Sequence[TaskTable], points: Se
     out += md_table(["variant", "midtraining mixture", "seeds", "finished", "C4 loss before SFT"], rows, "lllrr")
 
     out += ["", heading(2, "SFT validation loss, C4 loss and benefit", depth), "",
-            "Per task and variant, the mean over the variant's seeds of the SFT validation loss L (answer tokens) "
-            "and of the held-out C4 loss C measured after SFT. "
-            f"benefit = (L_base − L) / L_base (positive: better than `{exp.baseline}`); "
-            "C4 change = (C − C_base) / C_base (positive: more forgetting). "
-            "Spread = (max − min) / mean of the baseline's seeds; "
-            f"{NOT_SIGNIFICANT} marks a benefit or change smaller in absolute value than that spread (not significant)."]
+            "Per task and variant, the mean over seeds of the SFT validation loss L (answer tokens) and of the "
+            "held-out C4 loss C measured after SFT. "
+            f"benefit = mean over seeds s of (L_base,s − L_s) / L_base,s, paired with `{exp.baseline}`'s run of the "
+            "same seed (positive: better); C4 change = mean of (C_s − C_base,s) / C_base,s (positive: more "
+            f"forgetting); each with its 95% t-interval and p-value across seeds. {NOT_SIGNIFICANT}: not significant "
+            f"at α = {ALPHA:g}; {NO_REPLICATE}: one seed, no replicate, not tested. unigram: the benefit a model of "
+            "token frequencies alone would get from the variant's stream; excess = benefit − unigram."]
     for t in tables:
         out += ["", heading(3, t.task, depth), ""]
-        rows = []
-        for c in t.cells:
-            is_base = c.variant == exp.baseline
-            rows.append([c.variant + (" (baseline)" if is_base else ""), str(len(c.val_losses)), loss_text(c.val_loss),
-                         "baseline" if is_base else _mark(c.benefit, c.significant),
-                         "" if is_base or c.benefit is None else spread_text(t.spread),
-                         loss_text(c.heldout_loss),
-                         "baseline" if is_base else _mark(c.heldout_change, c.heldout_significant),
-                         "" if is_base or c.heldout_change is None else spread_text(t.heldout_spread)])
-        out += md_table(["variant", "seeds", "SFT val loss", "benefit", "spread", "C4 loss after SFT",
-                          "C4 change", "C4 spread"], rows, "lrrrrrrr")
-        if t.baseline_seeds < 2:
-            out += ["", f"Spread n/a: the baseline has {t.baseline_seeds} seed(s) with results on {t.task}, so "
-                        "significance cannot be judged."]
-    if any(c.significant is False or c.heldout_significant is False for t in tables for c in t.cells):
-        out += ["", f"{NOT_SIGNIFICANT} not significant: smaller in absolute value than the baseline's seed spread."]
+        out += md_table(["variant", "seeds", "SFT val loss", "benefit", "95% CI", "p", "unigram", "excess",
+                         "C4 loss after SFT", "C4 change", "95% CI", "p"], _task_rows(t, exp.baseline),
+                        "lrrrrrrrrrrr")
 
     out += ["", heading(2, "Proximity advantage and benefit", depth), "",
-            f"Proximity advantage = d(pretraining data, task) − d(mixture, task) with d the {spec.get('metric', '')} "
-            f"distance of unigram distributions, measured before any training. The baseline (advantage 0 and "
-            f"benefit 0 by definition) is left out.", ""]
-    if points:
-        out += md_table(["variant", "task", "proximity advantage", "benefit"],
-                         [[p.variant, p.task, f"{p.proximity:+.4f}", pct(p.benefit)] for p in points], "llrr")
-    else:
-        out.append("No variant has both a proximity advantage and a benefit yet.")
-    out.append("")
-    out += md_table(["tasks", "Pearson r", "n"],
-                     [[c.scope, "undefined" if c.r is None else f"{c.r:+.3f}", str(c.n)] for c in corrs], "lrr")
-    out += ["", "r is undefined with fewer than 3 points or when either variable does not vary."]
+            "Proximity advantage = d(pretraining data, task) − d(mixture, task) with d a distance of unigram "
+            "distributions, measured before any training. The baseline (advantage 0 and benefit 0 by definition) "
+            "is left out. Per task, Pearson's r with its p-value; over tasks, the slope of benefit on proximity "
+            "with an intercept per task (OLS), which compares variants within a task only."]
+    for a in analyses:
+        label = "" if a is analyses[0] else " (robustness)"
+        out += ["", f"With the {a.metric} distance, protocol `{a.protocol}`{label}:", ""]
+        if a.points:
+            out += md_table(["variant", "task", "proximity advantage", "benefit"],
+                            [[p.variant, p.task, f"{p.proximity:+.4f}", pct(p.benefit)] for p in a.points], "llrr")
+        else:
+            out.append("No variant has both a proximity advantage and a benefit yet.")
+        out.append("")
+        rows = [[task, str(c.n), "undefined" if c.r is None else f"{c.r:+.3f}", p_text(c.p)] for task, c in a.per_task]
+        s = a.slope
+        rows.append(["within tasks (slope)", str(s.n) if s else str(len(a.points)),
+                     "undefined" if s is None else f"{s.slope:+.3g} {ci_text(s.ci, fmt='{:+.3g}')}",
+                     p_text(s.p if s else None)])
+        out += md_table(["scope", "n", "r (slope [95% CI])", "p"], rows, "lrrr")
+    out += ["", "r is undefined with fewer than 3 points or when either variable does not vary; the slope needs "
+                "more points than tasks + 1."]
 
     out += ["", heading(2, "Findings", depth), "",
-            "Each of the paper's qualitative findings, judged from the numbers above at this scale."]
+            "Each of the paper's findings, tested as a whole claim at this scale: holds / mixed / does not hold / "
+            "not tested / not interpretable, with the reason."]
     for f in found:
-        out += ["", f"**({f.key}) {f.claim}** — **{f.verdict}.**", ""]
-        out += [f"- {d}" for d in f.details] or ["- No data yet."]
+        out += _finding_lines(f, depth)
 
     if plots:
         out += ["", heading(2, "Plots", depth)]
@@ -159,10 +244,13 @@ def missing_items(exp: StudyResults, tables: Sequence[TaskTable]) -> list[str]:
             items.append(f"variant {v}: no proximity advantage for " + ", ".join(lacking))
     if not distance_matrix(exp.spec):
         items.append("distance matrix: absent from experiment.json (no heatmap)")
+    if not isinstance(exp.spec.get("unigram"), dict):
+        items.append("unigram control: absent from experiment.json (the scale guard cannot be applied)")
     return items
 
 
-def render_sweep(exp: StudyResults, grids: Sequence[SweepGrid], plots: Sequence[tuple[str, str]]) -> list[str]:
+def render_sweep(exp: StudyResults, grids: Sequence[SweepGrid], found: Sequence[Finding], scale: ScaleCheck,
+                 experiment_found: Sequence[Finding], plots: Sequence[tuple[str, str]]) -> list[str]:
     spec = sweep_spec(exp)
     name = exp.spec.get("name") or exp.dir.name
     steps = (exp.spec.get("scale") or {}).get("total_steps")
@@ -177,29 +265,28 @@ def render_sweep(exp: StudyResults, grids: Sequence[SweepGrid], plots: Sequence[
                    f"if every run trained from step 0; base checkpoints kept at steps "
                    f"{', '.join(map(str, spec.get('kept_checkpoints', [])))}")
     runs = [r for rs in exp.runs.values() for r in rs]
+    out.append(f"- Seeds: {_seeds_text(exp)}")
     out.append(f"- Runs with results: {sum(r.results is not None for r in runs)} of {len(runs)}")
-    word, details = timing_verdict(grids)
+    out += [""] + verdict_lines(list(found) + list(experiment_found), scale)
     out += ["", "## Timing or ratio?", "",
-            "Spread of the benefit along an axis = the mean, over the other axis, of (max − min) along it; "
-            "the seed spread is (max − min) / mean of the baseline's SFT validation loss over its seeds, "
-            "in the same units (percentage points of relative loss).", "",
-            f"**The paper's finding (when the data enters moves the result more than how much of it, and earlier "
-            f"is better) — {word}.**", ""]
-    out += [f"- {d}" for d in details]
+            "Per task and added dataset, a two-way ANOVA (type II) of each run's benefit (and C4 change) over start "
+            "step × ratio: the share of the variance each explains, with its F-test p-value. Without a replicate per "
+            "grid cell the interaction cannot be told apart from noise."]
+    for f in found:
+        out += _finding_lines(f, 0)
     for g in grids:
-        ben, c4 = compare_axes(g)
-        out += ["", f"### {g.task} (mixing in {g.dataset})", "",
-                f"- {comparison_sentence(ben)}", f"- {comparison_sentence(c4)}"]
+        out += ["", f"### {g.task} (mixing in {g.dataset})", ""]
         e = earlier_minus_later(g.benefit)
         if e is not None:
             out.append(f"- Earliest minus latest start, benefit (mean over ratios): {pp(e)}.")
-        out += ["", "Benefit (rows: start step, columns: ratio):", ""]
+            out.append("")
+        out += ["Benefit (rows: start step, columns: ratio):", ""]
         header = ["start step"] + [f"{100 * r:g}%" for r in g.ratios]
         out += md_table(header, [[str(s)] + [pct(v) for v in g.benefit[i]] for i, s in enumerate(g.start_steps)],
-                         "r" * len(header))
+                        "r" * len(header))
         base = MISSING if g.baseline_heldout is None else f"{g.baseline_heldout:.4f}"
         out += ["", f"C4 loss after SFT (baseline {base}; C4 change in parentheses, positive = more forgetting):", ""]
-        rows = [[str(s)] + [MISSING if not math.isfinite(v) else f"{v:.4f} ({pct(ch)})"
+        rows = [[str(s)] + [MISSING if v != v else f"{v:.4f} ({pct(ch)})"
                             for v, ch in zip(g.heldout[i], g.heldout_change[i])] for i, s in enumerate(g.start_steps)]
         out += md_table(header, rows, "r" * len(header))
     if plots:
@@ -209,14 +296,16 @@ def render_sweep(exp: StudyResults, grids: Sequence[SweepGrid], plots: Sequence[
     return out
 
 
-
 def experiment_markdown(*args: Any, **kwargs: Any) -> str:
     """``render_experiment`` as the text of a whole file."""
     return "\n".join(render_experiment(*args, **kwargs)) + "\n"
 
 
-def sweep_markdown(exp: StudyResults, grids: Sequence[SweepGrid], sweep_plots: Sequence[tuple[str, str]],
-                   experiment_lines: Sequence[str]) -> str:
+def sweep_markdown(sweep_lines: Sequence[str], experiment_lines: Sequence[str]) -> str:
     """The sweep's sections, then the experiment report (every variant's numbers) one heading level down."""
-    lines = render_sweep(exp, grids, sweep_plots) + ["", heading(2, "Per-variant details")] + list(experiment_lines[1:])
+    lines = list(sweep_lines) + ["", heading(2, "Per-variant details")] + list(experiment_lines[1:])
     return "\n".join(lines) + "\n"
+
+
+def is_not_interpretable(found: Sequence[Finding]) -> bool:
+    return bool(found) and all(f.verdict.word == NOT_INTERPRETABLE for f in found)

@@ -8,8 +8,13 @@ An experiment and a sweep share one plan (an experiment is a sweep with one star
   ``[0: pretrain=1, S: mixture]`` (identical to the base mix before S, so the branch is
   the same model as one run on the variant's mix from step 0) and trains to the end N,
   then finetunes on every task (``runs/{variant}-s{seed}``);
-- the baseline (the pretraining corpus alone) branches from step S_max of the base mix;
-  it runs with every seed, the other variants with the first.
+- the baseline (the pretraining corpus alone) branches from step S_max of the base mix.
+
+Every variant runs with every seed (or, for budget, the first ``variant_seeds`` of them; the
+baseline always with all): a seed sets the model's initialisation, the data order (each
+seed has its own mixes, shuffled with that seed, so the base mix and the variants' mixes of
+a seed share their prefix) and the SFT example order, but never the SFT split (a task's
+own), so runs of one seed pair up across variants and the report tests differences by seed.
 
 Cost in optimizer steps, with n seeds and start steps S_v of the variant runs::
 
@@ -59,6 +64,7 @@ class StudyPlan:
     kept_checkpoints: list[int]  # per base run: exactly the start steps
     runs: list[PlannedRun]  # base runs first, then the baseline's seeds, then the other variants
     variant_word: str = "variants"  # "grid variants" for a sweep
+    variant_seeds: int = 1  # seeds of each non-baseline variant
 
     @property
     def base_runs(self) -> list[PlannedRun]:
@@ -92,7 +98,8 @@ class StudyPlan:
         base = self.base_runs
         return [
             f"{n_other} {what} + the baseline; {len(self.variant_runs)} variant runs "
-            f"(baseline × {len(self.seeds)} seeds, {what.split()[0]} × 1 seed), {len(self.variant_runs) * tasks} SFT runs",
+            f"(baseline × {len(self.seeds)} seeds, {what.split()[0]} × {self.variant_seeds} seed"
+            f"{'s' if self.variant_seeds != 1 else ''}), {len(self.variant_runs) * tasks} SFT runs",
             f"base pretraining: {len(base)} run(s) to step {base[0].end_step if base else 0}, keeping checkpoints "
             f"at steps {', '.join(map(str, self.kept_checkpoints))} (of {self.total_steps})",
             f"training steps: {self.steps_shared:,} with sharing, {self.steps_unshared:,} without "
@@ -101,8 +108,8 @@ class StudyPlan:
 
 
 def variant_seeds(cfg: StudyConfig, variant: str) -> list[int]:
-    """The baseline runs with every seed (its spread is the noise measure), the other variants with the first."""
-    return list(cfg.seeds) if variant == cfg.baseline else list(cfg.seeds[:1])
+    """The baseline runs with every seed; the other variants with the first ``variant_seeds``."""
+    return list(cfg.seeds) if variant == cfg.baseline else list(cfg.seeds[: cfg.variant_seeds])
 
 
 def plan_study(cfg: StudyConfig) -> StudyPlan:
@@ -112,12 +119,13 @@ def plan_study(cfg: StudyConfig) -> StudyPlan:
     for v in cfg.variants.values():
         runs += [PlannedRun(variant_run_name(v.name, seed), seed, v.name, v.start_step, n)
                  for seed in variant_seeds(cfg, v.name)]
-    return StudyPlan(n, list(cfg.seeds), list(cfg.start_steps), runs, "grid variants" if cfg.sweep else "variants")
+    return StudyPlan(n, list(cfg.seeds), list(cfg.start_steps), runs, "grid variants" if cfg.sweep else "variants",
+                     cfg.variant_seeds)
 
 
-def mix_name(cfg: StudyConfig, variant: str | None) -> str:
-    """The mix a variant trains on after its start step (``None``: the base mix)."""
-    return f"{cfg.name}-{variant or 'pretrain'}"
+def mix_name(cfg: StudyConfig, variant: str | None, seed: int) -> str:
+    """The mix a variant's run of ``seed`` trains on (``None``: the base mix of that seed)."""
+    return f"{cfg.name}-{variant or 'pretrain'}-s{seed}"
 
 
 def is_base_only(cfg: StudyConfig, variant: str) -> bool:
@@ -126,17 +134,21 @@ def is_base_only(cfg: StudyConfig, variant: str) -> bool:
 
 
 def mix_plans(cfg: StudyConfig) -> dict[str, MixPlan]:
-    """The base mix, and per variant that mixes other data in, the base phases plus its mixture from its start."""
+    """Per seed, the base mix (shuffled with that seed) and, per variant of that seed that mixes
+    other data in, the base phases plus its mixture from its start."""
     s = cfg.schedule
-    shape = {"steps": s.steps, "seq_len": s.seq_len, "global_batch": s.global_batch, "seed": s.mix_seed,
-             "allow_repeat": s.allow_repeat}
     base = [Phase(0, {s.pretrain: 1.0})]
-    plans = {mix_name(cfg, None): MixPlan(base, **shape)}
-    for v in cfg.variants.values():
-        if not is_base_only(cfg, v.name):
-            plans[mix_name(cfg, v.name)] = MixPlan(base + [Phase(v.start_step, Mixture.parse(v.mixture).weights)], **shape)
+    plans = {}
+    for seed in cfg.seeds:
+        shape = {"steps": s.steps, "seq_len": s.seq_len, "global_batch": s.global_batch, "seed": seed,
+                 "allow_repeat": s.allow_repeat}
+        plans[mix_name(cfg, None, seed)] = MixPlan(base, **shape)
+        for v in cfg.variants.values():
+            if seed in variant_seeds(cfg, v.name) and not is_base_only(cfg, v.name):
+                phases = base + [Phase(v.start_step, Mixture.parse(v.mixture).weights)]
+                plans[mix_name(cfg, v.name, seed)] = MixPlan(phases, **shape)
     return plans
 
 
-def variant_mix(cfg: StudyConfig, variant: str) -> str:
-    return mix_name(cfg, None) if is_base_only(cfg, variant) else mix_name(cfg, variant)
+def variant_mix(cfg: StudyConfig, variant: str, seed: int) -> str:
+    return mix_name(cfg, None, seed) if is_base_only(cfg, variant) else mix_name(cfg, variant, seed)

@@ -5,7 +5,7 @@
   branched from, found through ``branched_from``, is drawn once, in black), then one panel per SFT task with each variant's SFT training loss
   (line) and validation loss (dots) against SFT step.
 - ``benefit_vs_proximity.png``: one point per (variant, task), colour per task, the variant
-  written beside it; the title carries the pooled Pearson r.
+  written beside it, the per-task r and p in the legend; the title carries the within-task slope.
 - ``forgetting_vs_task_loss.png``: x the SFT validation loss, y the C4 loss after SFT, one
   point per (variant, task); the baseline drawn as a star.
 
@@ -15,8 +15,7 @@ And a sweep's:
   benefit (diverging colours centred on 0, blue = better than the baseline) and the C4
   loss after SFT (darker = more forgetting), each cell annotated; unmeasured cells grey.
 - ``plot_benefit_lines``: one panel per (dataset, task), benefit (%) against start step with
-  one line per ratio, and the baseline seed spread as a grey band around 0 (differences
-  inside it are seed noise).
+  one line per ratio (each point the mean over the variant's seeds).
 """
 
 from __future__ import annotations
@@ -29,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from lab.analysis import Correlation, Point, SweepGrid, TaskTable
+from lab.analysis import ProximityAnalysis, SweepGrid, TaskTable
 from lab.results import StudyResults
 from mixkit.figures import pyplot, save_png
-from trainer.run_dir import metrics_path, read_metrics, sft_dir, stage_dirs
+from trainer.run_dir import branch_source, checkpoint_stage_dir, metrics_path, read_metrics, sft_dir, stage_dirs
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -45,29 +44,30 @@ def _colors(names: Sequence[str]) -> dict[str, Any]:
     return {n: cycle[i % len(cycle)] for i, n in enumerate(names)}
 
 
-def _branch_sources(exp_dir: Path, results: dict[str, Any] | None) -> list[tuple[Path, int | None]]:
-    """(stage directory, last step to show) of the stages this run was branched from.
+def _branch_sources(run_dir: Path, results: dict[str, Any] | None) -> list[tuple[Path, int | None]]:
+    """(stage folder, last step to show) of the stages this run was branched from.
 
-    ``branched_from`` names a checkpoint ``<run>/<stage>/checkpoints/<step>``, as written
-    from the working directory of the training command; it is looked for as given, then
-    with its leading parts dropped under the experiment directory. The stage's curve is
-    shown up to the branching stage's start step.
+    ``branched_from`` names a checkpoint ``<run>/<stage>/checkpoints/<step>`` relative to the
+    run folder (``trainer.run_dir.branch_source``); the source stage's curve is shown up to
+    the branching stage's start step.
     """
     out = []
     for s in (results or {}).get("stages") or []:
-        src = s.get("branched_from") if isinstance(s, dict) else None
-        if not isinstance(src, str) or not src:
+        src = branch_source(run_dir, s)
+        if src is None:
             continue
-        parts = Path(src).parts
-        stage_parts = parts[:-2] if len(parts) >= 2 and parts[-2] == "checkpoints" else parts[:-1]
-        if not stage_parts:
-            continue
-        candidates = [Path(*stage_parts)] + [exp_dir / Path(*stage_parts[k:]) for k in range(1, len(stage_parts))]
-        found = next((c for c in candidates if metrics_path(c).is_file()), None)
-        if found is not None:
+        stage = checkpoint_stage_dir(src)
+        if metrics_path(stage).is_file():
             start = s.get("start_step")
-            out.append((found, start if isinstance(start, int) and not isinstance(start, bool) else None))
+            out.append((stage, start if isinstance(start, int) and not isinstance(start, bool) else None))
     return out
+
+
+def _legend(ax, max_rows: int = 8) -> None:
+    """A legend that stays inside its panel: several small columns when there are many entries."""
+    n = len(ax.get_legend_handles_labels()[1])
+    ax.legend(fontsize=6 if n > max_rows else 7, ncol=max(1, -(-n // max_rows)), loc="upper right",
+              framealpha=0.6, handlelength=1.2, columnspacing=0.8)
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -125,7 +125,7 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
             run = next((r for r in runs if r.path.is_dir()), None)
             if run is None:
                 continue
-            for stage_dir, last in _branch_sources(exp.dir, run.results):
+            for stage_dir, last in _branch_sources(run.path, run.results):
                 key = stage_dir.resolve()
                 if key in shown:
                     continue
@@ -160,15 +160,15 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
                 if xs:
                     w = _window(len(ys))
                     y = moving_average(ys, w)
-                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=0.9, label=f"{variant} train")
+                    flat[k].plot(xs, y, "-", color=colors[variant], linewidth=0.9, label=variant)
                     drawn[k].append(y)
                     windows[k].add(w)
                 ex, ey = _series(recs, "eval_val_loss")
                 if ex:
-                    flat[k].plot(ex, ey, "o", color=colors[variant], markersize=4, label=f"{variant} val")
+                    flat[k].plot(ex, ey, "o", color=colors[variant], markersize=4)
                     drawn[k].append(np.asarray(ey, dtype=np.float64))
         titles = ["pretrain: training loss", "midtrain: training loss"]
-        titles += [f"SFT on {task}: loss on answer tokens" for task in exp.tasks]
+        titles += [f"SFT on {task}: answer-token loss (lines: train, dots: validation)" for task in exp.tasks]
         for k, ax in enumerate(flat[:panels]):
             w = max(windows[k], default=1)
             ax.set_title(titles[k] + (f" (moving avg, {w} steps)" if w > 1 else ""), fontsize=10)
@@ -176,7 +176,7 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
             ax.set_ylabel("cross-entropy (nats/token)")
             ax.grid(alpha=0.3)
             if drawn[k]:
-                ax.legend(fontsize=7)
+                _legend(ax)
                 _clip_start_spike(ax, drawn[k])
             else:
                 ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
@@ -192,18 +192,19 @@ def plot_loss_curves(exp: StudyResults, path: str | os.PathLike) -> bool:
     return True
 
 
-def plot_benefit_vs_proximity(points: Sequence[Point], corrs: Sequence[Correlation], metric: str,
-                              path: str | os.PathLike) -> None:
+def plot_benefit_vs_proximity(analysis: ProximityAnalysis, path: str | os.PathLike) -> None:
+    """One point per (variant, task), a colour per task with its r and p; the title carries the within-task slope."""
     plt = pyplot()
+    points = analysis.points
     tasks = list(dict.fromkeys(p.task for p in points))
     colors = _colors(tasks)
-    r_of = {c.scope: c for c in corrs}
+    r_of = dict(analysis.per_task)
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     try:
         for task in tasks:
             pts = [p for p in points if p.task == task]
             c = r_of.get(task)
-            r = "r undefined" if c is None or c.r is None else f"r = {c.r:+.2f}"
+            r = "r undefined" if c is None or c.r is None else f"r = {c.r:+.2f}, p = {c.p:.2g}"
             ax.scatter([p.proximity for p in pts], [100 * p.benefit for p in pts], color=colors[task], s=36,
                        label=f"{task} ({r}, n = {len(pts)})", zorder=3)
             for p in pts:
@@ -211,11 +212,11 @@ def plot_benefit_vs_proximity(points: Sequence[Point], corrs: Sequence[Correlati
                             textcoords="offset points")
         ax.axhline(0.0, color="gray", linewidth=0.8)
         ax.axvline(0.0, color="gray", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("proximity advantage toward the task" + (f" ({metric} distance)" if metric else ""))
+        ax.set_xlabel("proximity advantage toward the task" + (f" ({analysis.metric} distance)" if analysis.metric else ""))
         ax.set_ylabel("benefit vs baseline (% lower SFT validation loss)")
-        overall = corrs[-1] if corrs else None
-        r = "undefined" if overall is None or overall.r is None else f"{overall.r:+.2f}"
-        ax.set_title(f"Benefit against proximity advantage (pooled r = {r}, n = {len(points)})")
+        s = analysis.slope
+        slope = "undefined" if s is None else f"{s.slope:+.3g}, p = {s.p:.2g}"
+        ax.set_title(f"Benefit against proximity advantage (within-task slope {slope}, n = {len(points)})", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="SFT task")
     except BaseException:
@@ -286,9 +287,8 @@ def plot_heatmaps(grids: Sequence[SweepGrid], path: str | os.PathLike) -> None:
                              squeeze=False)
     try:
         for row, g in zip(axes, grids):
-            spread = "" if g.spread is None else f"; seed spread {100 * g.spread:.2f}%"
             _heatmap(row[0], g.benefit, g, "RdBu", True, lambda v: f"{100 * v:+.1f}%",
-                     f"{g.task}: benefit vs baseline ({g.dataset}{spread})")
+                     f"{g.task}: benefit vs baseline ({g.dataset})")
             base = "" if g.baseline_heldout is None else f"; baseline {g.baseline_heldout:.3f}"
             _heatmap(row[1], g.heldout, g, "magma_r", False, lambda v: f"{v:.3f}",
                      f"{g.task}: C4 loss after SFT ({g.dataset}{base})")
@@ -314,8 +314,6 @@ def plot_benefit_lines(grids: Sequence[SweepGrid], path: str | os.PathLike) -> N
                 if ok.any():
                     ax.plot(np.asarray(g.start_steps)[ok], y[ok], "o-", color=colors(j / max(1, len(g.ratios) - 1)),
                             label=f"ratio {100 * r:g}%")
-            if g.spread is not None:
-                ax.axhspan(-100 * g.spread, 100 * g.spread, color="gray", alpha=0.2, label="seed spread")
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(f"{g.task}: benefit, mixing in {g.dataset}", fontsize=10)
             ax.set_xlabel("start step")

@@ -15,20 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from lab import plots
-from lab.analysis import correlations, distance_matrix, proximity_points, sweep_grids, sweep_spec, task_tables
-from lab.findings import findings
-from lab.markdown import missing_items, render_experiment, sweep_markdown
+from lab.analysis import distance_matrix, proximity_analyses, scale_check, sweep_grids, sweep_spec, task_tables
+from lab.findings import Finding, findings, sweep_findings
+from lab.markdown import missing_items, render_experiment, render_sweep, sweep_markdown
 from lab.results import PLOTS_DIR, REPORT_FILE, StudyResults, load_results
 from mixkit import atomic
 from mixkit.distance_plot import plot_distance_matrix
 
 
-def experiment_lines(exp: StudyResults, depth: int = 0) -> list[str]:
-    """The experiment report's lines (writing its plots on the way)."""
+def experiment_sections(exp: StudyResults, depth: int = 0, verdicts: bool = True) -> tuple[list[str], list[Finding]]:
+    """The experiment report's lines and its findings (writing its plots on the way)."""
     tables = task_tables(exp)
-    points = proximity_points(exp, tables)
-    corrs = correlations(points, exp.tasks)
-    found = findings(exp, tables, corrs)
+    analyses = proximity_analyses(exp, tables)
+    scale = scale_check(exp)
+    found = findings(exp, tables, analyses, scale)
     plots_dir = exp.dir / PLOTS_DIR
     written: list[tuple[str, str]] = []
 
@@ -41,21 +41,22 @@ def experiment_lines(exp: StudyResults, depth: int = 0) -> list[str]:
         written.append(("Distance between datasets", f"{PLOTS_DIR}/distance.png"))
     if plots.plot_loss_curves(exp, plots_dir / "loss_curves.png"):
         written.append(("Loss curves per stage", f"{PLOTS_DIR}/loss_curves.png"))
-    if points:
-        plots.plot_benefit_vs_proximity(points, corrs, str(exp.spec.get("metric", "")),
-                                        plots_dir / "benefit_vs_proximity.png")
+    if analyses[0].points:
+        plots.plot_benefit_vs_proximity(analyses[0], plots_dir / "benefit_vs_proximity.png")
         written.append(("Benefit against proximity advantage", f"{PLOTS_DIR}/benefit_vs_proximity.png"))
     if any(c.val_loss is not None and c.heldout_loss is not None for t in tables for c in t.cells):
         plots.plot_forgetting(tables, exp.baseline, plots_dir / "forgetting_vs_task_loss.png")
         written.append(("Forgetting against task loss", f"{PLOTS_DIR}/forgetting_vs_task_loss.png"))
-    return render_experiment(exp, tables, points, corrs, found, written, missing_items(exp, tables), depth=depth)
+    lines = render_experiment(exp, tables, analyses, found, scale, written, missing_items(exp, tables), depth=depth,
+                              verdicts=verdicts)
+    return lines, found
 
 
 def write_experiment_report(experiment_dir: str | Path) -> Path:
     """Write ``report.md`` and ``plots/*.png`` of an experiment; return the report's path."""
     exp = load_results(experiment_dir)
     path = exp.dir / REPORT_FILE
-    atomic.write_text(path, "\n".join(experiment_lines(exp)) + "\n")
+    atomic.write_text(path, "\n".join(experiment_sections(exp)[0]) + "\n")
     return path
 
 
@@ -73,7 +74,10 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     if any(np.isfinite(g.benefit).any() for g in grids):
         plots.plot_benefit_lines(grids, exp.dir / PLOTS_DIR / "sweep_benefit_vs_start.png")
         written.append(("Benefit against start step, one line per ratio", f"{PLOTS_DIR}/sweep_benefit_vs_start.png"))
-    text = sweep_markdown(exp, grids, written, experiment_lines(exp, depth=1))
+    experiment_lines, experiment_found = experiment_sections(exp, depth=1, verdicts=False)
+    scale = scale_check(exp)
+    text = sweep_markdown(render_sweep(exp, grids, sweep_findings(grids, scale), scale, experiment_found, written),
+                          experiment_lines)
     path = exp.dir / REPORT_FILE
     atomic.write_text(path, text)
     return path

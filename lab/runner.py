@@ -32,7 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lab.config import StudyConfig
+from lab.control import SMOOTHING, cross_entropy, smoothed_unigram, stream_distribution
 from lab.plan import (
     PlannedRun,
     StudyPlan,
@@ -47,18 +50,20 @@ from lab.plan import (
 from lab.report import write_report
 from lab.results import EXPERIMENT_FILE
 from mixkit import atomic
-from mixkit.config import to_table
+from mixkit.config import field_default, to_table
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
 from mixkit.mix import MixStream, build_mix
 from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
-from mixkit.store import TokenStore, sha256_file
-from mixkit.tokenize import TokenizeConfig, tokenize
-from mixkit.unigram import distribution
-from trainer.run_dir import step_dir
+from mixkit.store import TokenStore, holdout_name, sha256_file
+from mixkit.tokenize import TokenizeConfig, load_tokenizer, tokenize
+from mixkit.tokenizer_training import train_tokenizer
+from mixkit.unigram import counts, distribution
+from trainer.run_dir import content_key, step_dir
+from trainer.sft_data import load_task
 from trainer.stage_runner import run_stages
-from trainer.stages import run_config_from_dict
+from trainer.stages import RunConfig, run_config_from_dict
 
 LOGS_DIR = "logs"
 
@@ -86,6 +91,7 @@ class StudyRunner:
         self.gpus = tuple(gpus)
         self.plan: StudyPlan = plan_study(cfg)
         self._t0 = time.monotonic()
+        self._tokenizer_path: str | None | bool = False  # False: not resolved yet
 
     @property
     def is_sweep(self) -> bool:
@@ -97,7 +103,44 @@ class StudyRunner:
     def describe_plan(self) -> list[str]:
         return self.plan.describe(len(self.cfg.tasks))
 
-    # -- 1. stores -------------------------------------------------------------------------------------
+    # -- 1. tokenizer and stores ------------------------------------------------------------------------
+
+    def tokenizer_path(self) -> str | None:
+        """The study's tokenizer file (None: the bundled one), training it first when the config asks.
+
+        A trained tokenizer is cached by content: its file name carries a hash of the training
+        corpora's sources (path and sha256), preset, vocabulary size, document sample and seed.
+        """
+        if self._tokenizer_path is not False:
+            return self._tokenizer_path
+        choice = self.cfg.tokenizer
+        if choice is None or choice.file is not None:
+            self._tokenizer_path = None if choice is None else choice.file
+            return self._tokenizer_path
+        t = choice.train
+        corpora = [self.cfg.corpora[c] for c in t.corpora]
+        sources = [str(p) for c in corpora for p in expand_sources(c.sources)]
+        key = content_key({"sources": [(p, sha256_file(p)) for p in sources], "preset": corpora[0].preset,
+                           "vocab_size": t.vocab_size, "max_docs": t.max_docs, "seed": t.seed})
+        path = self.data_dir / f"tokenizer-{key}.json"
+        if not path.is_file():
+            self.log(f"train tokenizer: vocabulary {t.vocab_size} on {', '.join(t.corpora)}")
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            train_tokenizer(sources, t.vocab_size, path, TextSpec(preset=corpora[0].preset), max_docs=t.max_docs,
+                            seed=t.seed, overwrite=True)
+        self._tokenizer_path = str(path)
+        return self._tokenizer_path
+
+    def tokenizer_summary(self) -> dict[str, Any]:
+        """What experiment.json records of the tokenizer: file, sha256, vocabulary, and what it was trained on."""
+        _, info = load_tokenizer(self.tokenizer_path())
+        out: dict[str, Any] = {"file": info.path.name, "sha256": info.sha256, "vocab_size": info.vocab_size,
+                               "model_vocab_size": self.cfg.model.build().vocab_size}
+        if self.cfg.tokenizer is not None and self.cfg.tokenizer.train is not None:
+            t = self.cfg.tokenizer.train
+            out["trained_on"] = list(t.corpora)
+            out["requested_vocab_size"] = t.vocab_size
+        return out
 
     def _store_is_current(self, name: str, corpus) -> bool:
         try:
@@ -105,6 +148,9 @@ class StudyRunner:
         except MixkitError:
             return False
         m = store.manifest
+        _, info = load_tokenizer(self.tokenizer_path())
+        if m.get("tokenizer", {}).get("sha256") != info.sha256:
+            return False
         wanted = [(str(p), sha256_file(p)) for p in expand_sources(corpus.sources)]
         have = [(s["path"], s.get("sha256")) for s in m.get("sources", [])]
         holdout = (m.get("holdout") or {}).get("documents", 0)
@@ -116,8 +162,8 @@ class StudyRunner:
                 continue
             self.log(f"tokenize {name}: {len(corpus.sources)} source(s), preset {corpus.preset}")
             tokenize(TokenizeConfig(corpus.sources, name, TextSpec(preset=corpus.preset), data_dir=str(self.data_dir),
-                                    holdout_docs=corpus.holdout_docs, on_error=corpus.on_error, overwrite=True,
-                                    quiet=True))
+                                    tokenizer=self.tokenizer_path(), holdout_docs=corpus.holdout_docs,
+                                    on_error=corpus.on_error, overwrite=True, quiet=True))
 
     # -- 2. distances ----------------------------------------------------------------------------------
 
@@ -138,7 +184,44 @@ class StudyRunner:
                     for task in self.cfg.tasks
                 }
         proximity = {v.name: by_mixture[str(self.cfg.mixture(v.name))] for v in self.cfg.variants.values()}
-        return {"distance": {"labels": labels, "matrix": matrix.tolist()}, "proximity": proximity}
+        return {"distance": {"labels": labels, "matrix": matrix.tolist()}, "proximity": proximity,
+                "unigram": self.unigram_control()}
+
+    def unigram_control(self) -> dict[str, Any]:
+        """The scale guard's and the unigram control's cross-entropies (``lab.control``), from counts alone.
+
+        The stream of a run is modelled from its corpora's token distributions with EOS counted
+        (the model predicts it too); the held-out tokens are the targets the trainer scores
+        (every token of the first ``heldout_docs`` held-out documents but the first); a task's
+        are the answer tokens of its validation examples.
+        """
+        cfg, s = self.cfg, self.cfg.schedule
+        tokens = s.steps * s.seq_len * s.global_batch
+        names = sorted({s.pretrain} | {d for v in cfg.variants.values() for d in cfg.mixture(v.name).shares})
+        probs = {}
+        for name in names:
+            c = counts(name, data_dir=self.data_dir, count_eos=True, progress=False).astype(np.float64)
+            probs[name] = c / c.sum()
+        base_model = smoothed_unigram(probs[s.pretrain], tokens)
+        held = TokenStore.open(holdout_name(s.pretrain), self.data_dir)
+        n_docs = min(len(held), cfg.train.heldout_docs or field_default(RunConfig, "heldout_docs"))
+        held_counts = np.zeros(held.vocab_size, dtype=np.int64)
+        for i in range(n_docs):
+            doc = np.asarray(held[i], dtype=np.int64)[1:]
+            held_counts += np.bincount(doc, minlength=held.vocab_size)[: held.vocab_size]
+        tokenizer, info = load_tokenizer(self.tokenizer_path())
+        task_ce: dict[str, dict[str, float]] = {}
+        answers = {}
+        for task, tcfg in cfg.tasks.items():
+            _, val = load_task(tcfg, tokenizer, info.eos_id or 0, cfg.sft.seq_len)
+            answer_tokens = np.concatenate([t[int(a):] for t, a in zip(val.tokens, val.answer_start)])
+            answers[task] = np.bincount(answer_tokens, minlength=held.vocab_size)[: held.vocab_size]
+        for v in cfg.variants.values():
+            stream = stream_distribution(probs[s.pretrain], cfg.mixture(v.name).shares, probs, v.start_step, s.steps)
+            model = smoothed_unigram(stream, tokens)
+            task_ce[v.name] = {task: cross_entropy(model, a) for task, a in answers.items()}
+        return {"smoothing": SMOOTHING, "stream_tokens": tokens, "heldout_docs": n_docs,
+                "heldout_ce": cross_entropy(base_model, held_counts), "task_ce": task_ce}
 
     # -- 3. mixes --------------------------------------------------------------------------------------
 
@@ -167,6 +250,8 @@ class StudyRunner:
             "tasks": {k: dict(v) for k, v in cfg.tables["tasks"].items()},
         }
         table.update(cfg.train.given())
+        if self.tokenizer_path() is not None:
+            table["tokenizer"] = self.tokenizer_path()
         if run.variant is None:
             table["keep_steps"] = list(cfg.start_steps)
             table.setdefault("checkpoint_interval", cfg.last_start)
@@ -185,14 +270,15 @@ class StudyRunner:
         if run is None:
             raise MixkitError(f"no run '{name}' in this study (runs: {', '.join(r.name for r in self.plan.runs)})")
         if run.variant is None:
-            stages = [{"kind": "pretrain", "name": "pretrain", "mix": mix_name(self.cfg, None), "until": run.end_step}]
+            stages = [{"kind": "pretrain", "name": "pretrain", "mix": mix_name(self.cfg, None, run.seed),
+                       "until": run.end_step}]
             run_stages(run_config_from_dict(self.run_table(run, stages)), log=self.log)
             return
         branch = self.branch_point(run.seed, run.start_step)
         if not branch.is_dir():
             raise MixkitError(f"run {name} branches from {branch}, which does not exist "
                               f"({base_run_name(run.seed)} first)")
-        stages = [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant)},
+        stages = [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant, run.seed)},
                   {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.tables["sft"]}]
         run_stages(run_config_from_dict(self.run_table(run, stages)), branch_from=str(branch), log=self.log)
 
@@ -292,6 +378,8 @@ class StudyRunner:
             "variants": variants,
             "pretrain_runs": {str(seed): run_path(base_run_name(seed)) for seed in cfg.seeds},
             "proximity": measured["proximity"],
+            "unigram": measured["unigram"],
+            "tokenizer": self.tokenizer_summary(),
             "task_targets": {t: cfg.task_target(t) for t in cfg.tasks},
             "command": self.command,
             "scale": {"model": cfg.model.name, "pretrain_steps": cfg.last_start,

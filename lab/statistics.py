@@ -135,6 +135,12 @@ def paired_relative_benefit(baseline: Mapping[str, float], variant: Mapping[str,
     return t_estimate([v for v in per_seed if v is not None])
 
 
+def paired_relative_change(baseline: Mapping[str, float], variant: Mapping[str, float]) -> Estimate:
+    """Per seed s present in both, ``(C_var,s − C_base,s) / C_base,s`` (positive: the variant's loss is higher)."""
+    per_seed = [relative_change(baseline[s], variant[s]) for s in variant if s in baseline]
+    return t_estimate([v for v in per_seed if v is not None])
+
+
 @dataclass(frozen=True)
 class CorrelationTest:
     """Pearson's r with its two-sided p-value (SciPy) and n; r and p None when undefined."""

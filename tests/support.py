@@ -192,6 +192,7 @@ def outputs(d: Path) -> list[str]:
 
 def shortened_quickstart(tmp_path: Path) -> Path:
     table = tomllib.loads((ROOT / "experiments" / "quickstart.toml").read_text())
+    table.pop("variant_seeds", None)  # every variant with both seeds: the pairing is what is tested
     table["schedule"].update(steps=6, start_step=3, seq_len=32, global_batch=4)
     table["variants"] = {"baseline": "base", "base": "c4:1", "code20": "c4:0.8,code:0.2", "code100": "code:1"}
     table["corpora"] = {k: v for k, v in table["corpora"].items() if k in ("c4", "code", "gsm8k", "humaneval")}
@@ -234,15 +235,17 @@ def toml_text(table: dict, prefix: str = "") -> str:
     return out
 
 
-def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], branched: bool = True) -> None:
-    """A run directory as `trainer train` with stages writes it: results.json plus metrics.jsonl per stage."""
+def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], branched: bool = True,
+              pre_heldout: float = 3.4) -> None:
+    """A run directory as `trainer train` with stages writes it: results.json plus metrics.jsonl per stage
+    (``pre_heldout``: the held-out C4 loss after the last stage, before SFT)."""
     d = root / "runs" / name
     stages = [] if branched else [{"name": "pretrain", "kind": "pretrain", "dir": "pretrain", "start_step": 0,
                                    "end_step": 6, "final_loss": 5.0}]
     stages.append({"name": "midtrain", "kind": "midtrain", "dir": "midtrain", "start_step": 6, "end_step": 10,
                    "final_loss": 4.0})
-    if branched:  # as written from the directory the experiment was started in
-        stages[-1]["branched_from"] = "out/unit/runs/pretrain-s1234/pretrain/checkpoints/step_00000006"
+    if branched:  # relative to the run folder, as the stage runner records it
+        stages[-1]["branched_from"] = "../pretrain-s1234/pretrain/checkpoints/step_00000006"
     sft = {}
     for task, (val, held) in losses.items():
         sft[task] = {"val_loss": val, "heldout_loss": held, "steps": 4, "dir": f"sft-{task}", "train_examples": 9,
@@ -258,7 +261,7 @@ def write_run(root: Path, name: str, losses: dict[str, tuple[float, float]], bra
         lines.append({"step": s["end_step"], "eval_loss": 4.5})
         (d / s["dir"] / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 9, "lo')
     results = {"run": name, "stages": stages, "heldout": {"store": "c4-holdout", "documents": 10},
-               "evals": {"midtrain": {"heldout_loss": 3.4, "task_loss": {"gsm8k": 2.9}}}, "sft": sft}
+               "evals": {"midtrain": {"heldout_loss": pre_heldout, "task_loss": {"gsm8k": 2.9}}}, "sft": sft}
     (d / "results.json").write_text(json.dumps(results))
 
 class FakeStream:

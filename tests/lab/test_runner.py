@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from cli.mixkit_cli import main
 from lab.config import load_study, parse_study
 from mixkit.errors import MixkitError
-from tests.support import ROOT, shortened_quickstart
+from mixkit.store import TokenStore, sha256_file
+from tests.support import ROOT, shortened_quickstart, toml_text
 
 
 @pytest.mark.slow
@@ -31,13 +32,22 @@ def test_shortened_quickstart_end_to_end(tmp_path, monkeypatch):
     assert set(exp["variants"]) == {"base", "code20", "code100"}
     assert set(exp["variants"]["base"]["runs"]) == {"1234", "1235"}
     assert exp["proximity"]["code20"]["code"] > 0, "mixing code in brings C4 nearer to the code task"
+    scored = {"gsm8k": set(), "code": set()}
     for variant in exp["variants"].values():
         for run in variant["runs"].values():
             results = json.loads((out / run / "results.json").read_text())
             assert set(results["sft"]) == {"gsm8k", "code"}
             assert results["stages"][0]["start_step"] == 3 and results["stages"][0]["end_step"] == 6
+            for task, entry in results["sft"].items():
+                scored[task].add(entry["val_examples_sha256"])
+    assert all(len(v) == 1 for v in scored.values()), "every run of a task scores the same validation examples"
+    assert set(exp["variants"]["code20"]["runs"]) == {"1234", "1235"}, "every variant runs with every seed"
+    uni = exp["unigram"]
+    assert uni["heldout_ce"] > 0 and set(uni["task_ce"]) == set(exp["variants"])
     report = (out / "report.md").read_text()
     assert "gsm8k" in report and "code20" in report
+    assert "**Not interpretable: the models have not learned beyond token frequencies" in report
+    assert "Unigram cross-entropy of the held-out C4 tokens" in report
     assert "SFT validation loss" in result.output or "gsm8k" in result.output
 
     # Everything is cached: a second run trains nothing and gives the same results.
@@ -72,3 +82,34 @@ def test_shipped_configs_parse(name):
     assert cfg.baseline == "base" and len(cfg.seeds) == 2
     assert {"code20", "math12", "instructions5", "qa20", "code100", "math100"} <= set(cfg.variants)
     assert 0 < cfg.schedule.start_step < cfg.schedule.steps
+
+
+@pytest.mark.slow
+def test_a_study_on_a_trained_tokenizer(tmp_path, monkeypatch):
+    """[tokenizer] train = {...}: a tiny BPE trained on the pretraining corpus, every store and the model on it."""
+    monkeypatch.chdir(tmp_path)
+    table = tomllib.loads(shortened_quickstart(tmp_path).read_text())
+    table["seeds"] = [1234]
+    table["variants"] = {"baseline": "base", "base": "c4:1", "code20": "c4:0.8,code:0.2"}
+    table["tasks"] = {"gsm8k": table["tasks"]["gsm8k"]}
+    table["tokenizer"] = {"train": {"corpora": ["c4"], "vocab_size": 300}}
+    table["model"].pop("vocab_size")
+    config = tmp_path / "tok.toml"
+    config.write_text(toml_text(table))
+    cfg = load_study(config)
+    assert cfg.model.build().vocab_size == 320, "the tokenizer's vocabulary padded to a multiple of 64"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exp = json.loads((out / "experiment.json").read_text())
+    tok = exp["tokenizer"]
+    assert tok["trained_on"] == ["c4"] and tok["vocab_size"] <= 300 and tok["model_vocab_size"] == 320
+    trained = out / "data" / tok["file"]
+    assert trained.is_file() and sha256_file(trained) == tok["sha256"]
+    for name in cfg.corpora:
+        assert TokenStore.open(name, out / "data").manifest["tokenizer"]["sha256"] == tok["sha256"]
+    run = json.loads((out / "runs" / "code20-s1234" / "run.json").read_text())
+    assert run["tokenizer"] == str(trained)
+    assert f"sha256 {tok['sha256'][:12]}" in (out / "report.md").read_text()
+    result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0 and "train tokenizer" not in result.output, "the trained tokenizer is cached"

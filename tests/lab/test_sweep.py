@@ -30,6 +30,7 @@ def parse_sweep(table):
 def quickstart_table() -> dict:
     table = tomllib.loads((ROOT / "experiments" / "quickstart.toml").read_text())
     table["schedule"].pop("start_step")
+    table.pop("variant_seeds", None)
     del table["variants"]
     return table
 
@@ -68,15 +69,24 @@ def test_branching_plan_and_cost():
     starts = {r.name: (r.start_step, r.end_step) for r in plan.runs}
     assert starts["pretrain-s1"] == starts["pretrain-s2"] == (0, 50), "pretrained once per seed, to the last start"
     assert starts["base-s1"] == starts["base-s2"] == (50, 100), "the baseline branches at the last start step"
-    assert starts["code20-at10-s1"] == (10, 100) and starts["math80-at30-s1"] == (30, 100)
-    assert "code20-at10-s2" not in starts, "grid variants run with the first seed only"
+    assert starts["code20-at10-s1"] == starts["code20-at10-s2"] == (10, 100) and starts["math80-at30-s1"] == (30, 100)
     assert len(plan.variants) == 1 + 2 * 3 * 2
-    # By hand: 2 seeds × 50 (pretrain) + 2 × 50 (baseline) + 2 datasets × 2 ratios × (90 + 70 + 50).
-    assert plan.steps_shared == 100 + 100 + 4 * 210 == 1040
-    assert plan.steps_unshared == (2 + 12) * 100
+    # By hand: 2 seeds × 50 (pretrain) + 2 × 50 (baseline) + 2 seeds × 2 datasets × 2 ratios × (90 + 70 + 50).
+    assert plan.steps_shared == 100 + 100 + 2 * 4 * 210 == 1880
+    assert plan.steps_unshared == (2 + 24) * 100
     lines = plan.describe(tasks=2)
-    assert "12 grid variants" in lines[0] and "28 SFT runs" in lines[0]
-    assert "10, 30, 50" in lines[1] and "1,040 with sharing, 1,400 without" in lines[2]
+    assert "12 grid variants" in lines[0] and "grid × 2 seeds" in lines[0] and "52 SFT runs" in lines[0]
+    assert "10, 30, 50" in lines[1] and "1,880 with sharing, 2,600 without" in lines[2]
+
+
+def test_variant_seeds_restricts_the_non_baseline_variants():
+    cfg = parse_sweep(dict(sweep_table(), variant_seeds=1))
+    plan = plan_study(cfg)
+    names = {r.name for r in plan.runs}
+    assert {"base-s1", "base-s2", "code20-at10-s1"} <= names and "code20-at10-s2" not in names
+    assert plan.steps_shared == 100 + 100 + 4 * 210 and "grid × 1 seed)" in plan.describe(2)[0]
+    with pytest.raises(MixkitError, match="variant_seeds: must be between 1 and the number of seeds"):
+        parse_sweep(dict(sweep_table(), variant_seeds=3))
 
 
 @pytest.mark.parametrize("name, starts, variants", [("sweep-small-cpu", [24, 72, 120, 168], 12),
@@ -96,12 +106,13 @@ def test_run_tables_and_mix_plans(tmp_path):
                       [{"kind": "midtrain", "name": "midtrain", "mix": "m"}])
     assert var["keep_steps"] == [] and var["keep_checkpoints"] == 1
     plans = mix_plans(s.cfg)
-    base = plans["quickstart-pretrain"]
+    base = plans["quickstart-pretrain-s1"]
     assert [(p.start_step, p.weights) for p in base.phases] == [(0, {"c4": 1.0})]
-    p = plans["quickstart-code20-at30"]
+    p = plans["quickstart-code20-at30-s1"]
     assert [(q.start_step, q.weights) for q in p.phases] == [(0, {"c4": 1.0}), (30, {"c4": 0.8, "code": 0.2})]
     assert (p.steps, p.seed, p.seq_len) == (base.steps, base.seed, base.seq_len)
-    assert "quickstart-base" not in plans, "the baseline trains on the base mix itself"
+    assert plans["quickstart-pretrain-s2"].seed == 2 and base.seed == 1, "each seed reads its own data order"
+    assert "quickstart-base-s1" not in plans, "the baseline trains on its seed's base mix itself"
     assert s.branch_point(2, 30).name == "step_00000030" and "pretrain-s2" in str(s.branch_point(2, 30))
 
 
@@ -150,6 +161,7 @@ def shortened_sweep(tmp_path: Path) -> Path:
     del table["variants"]
     table["schedule"]["steps"] = 6
     table["sweep"] = {"datasets": ["code"], "start_step": [2, 0.67], "ratio": [0.5, 1.0]}
+    table["variant_seeds"] = 1  # the grid with the first seed: keeps the test fast
     table["tasks"] = {"gsm8k": table["tasks"]["gsm8k"]}  # one SFT task keeps the test fast
     for task in table["tasks"].values():
         task.update(max_examples=4, val_size=2)
