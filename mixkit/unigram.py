@@ -57,10 +57,11 @@ github.com/nightingal3/midtraining, ``--method token --enable_mixture_weights``)
   before tokenizing, which binds before 512 tokens only past ~19.5 characters a token;
 * **a store's distribution** pools the tokens of its whole sample:
   ``p = sum_{d in sample} counts(d[:512]) / total``;
-* **a mixture** pools whole documents in the counts of the script's
-  ``create_mixed_dataset``. With ``n_i`` the size of part ``i``'s sample, the *anchor*
-  ``a`` (the specialty data) keeps its whole sample and every other part ``i`` with
-  ``w_i > 0`` contributes the first ``k_i`` documents of its sample::
+* **a mixture** pools whole sampled documents in the numbers the script's
+  ``create_mixed_dataset`` chose. With ``n_i`` the size of part ``i``'s sample, the
+  *anchor* ``a`` (the specialty data) keeps its whole sample and every other part ``i``
+  with ``w_i > 0`` contributes the first ``k_i`` documents of its sample (a uniform
+  subset, as the script's ``random.sample`` of the C4 sample was)::
 
       k_a = n_a        k_i = min(n_i, floor(n_a * w_i / w_a))        q = sum_i counts(first k_i of part i) / total
 
@@ -70,12 +71,12 @@ github.com/nightingal3/midtraining, ``--method token --enable_mixture_weights``)
   for more it is our generalisation. Because ``floor(1000 * 0.8 / 0.2) = 4000`` is capped
   at C4's 1,000 sampled documents, every mixture the paper measured (5-20% specialty
   data) is about **1:1 by documents**, not 80:20 by tokens: with all ``k_i = n_i`` the
-  pooled distribution is ``q = sum_i n_i L_i p_i / sum_i n_i L_i``. The C4 documents of
-  a mixture are those of C4's own sample, as in the script.
+  pooled distribution is ``q = sum_i n_i L_i p_i / sum_i n_i L_i`` (``L_i`` the mean
+  counted tokens of part ``i``'s sampled documents). The C4 documents of a mixture come
+  from C4's own sample, as in the script.
 
-The paper protocol's counts (at most 512,000 tokens a store) are never cached: they are
-quicker to count than a cache is to check, and a store keeps one cache file, which
-should keep the full count.
+The paper protocol's counts are never cached: they are cheap (at most 512,000 tokens a
+store), and a store keeps one cache file, which should hold the expensive full count.
 """
 
 from __future__ import annotations
