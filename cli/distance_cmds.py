@@ -3,6 +3,7 @@
 Every SOURCE argument is a store name (in the data dir), a store path, or a mixture
 expression such as ``"c4:0.8,code:0.2"``. The numbers printed are the ones
 ``mixkit.distance`` returns for the same inputs; ``--json`` prints them unrounded.
+``--protocol paper`` counts as the paper did (``mixkit.unigram``'s module docstring).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mixkit import distance as D
 from mixkit.distance_plot import plot_distance_matrix
 from mixkit.errors import MixkitError
 from mixkit.store import TokenStore
-from mixkit.unigram import MIX_BY, CountOptions, count_store, distributions
+from mixkit.unigram import MIX_BY, PROTOCOLS, CountOptions, count_store, distributions
 
 DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
 METRIC_CHOICES = D.METRIC_NAMES
@@ -29,8 +30,19 @@ def count_options(f):
     for opt in reversed(
         [
             click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP),
+            click.option(
+                "--protocol",
+                type=click.Choice(list(PROTOCOLS)),
+                default=COUNT_DEFAULTS.protocol,
+                show_default=True,
+                help="all: every token, mixtures by --mix-by. paper: 1,000 seeded documents a store, "
+                "512 tokens each, mixtures by the paper script's document counts.",
+            ),
             click.option("--docs", type=int, help="Count a reproducible random sample of N documents per store."),
-            click.option("--seed", type=int, default=COUNT_DEFAULTS.seed, show_default=True, help="Seed of the document sample."),
+            click.option(
+                "--seed", type=int, default=COUNT_DEFAULTS.seed, show_default=True,
+                help="Seed of the document sample (--docs, or the paper protocol's).",
+            ),
             click.option("--max-tokens-per-doc", type=int, help="Count only the first K tokens of each document."),
             click.option("--count-eos", is_flag=True, help="Also count the EOS token appended after each document."),
             click.option("--no-cache", is_flag=True, help="Neither read nor write NAME.counts.{npy,json}."),
@@ -47,9 +59,8 @@ def metric_options(f):
             click.option(
                 "--mix-by",
                 type=click.Choice(list(MIX_BY)),
-                default=MIX_BY[0],
-                show_default=True,
-                help="Mixture weights are token proportions, or document proportions (the paper's script).",
+                help=f"Mixture weights are shares of tokens or of documents (default {MIX_BY[0]}; "
+                "protocol all only).",
             ),
             click.option("--smoothing", type=float, default=D.DEFAULT_SMOOTHING, show_default=True, help="Additive smoothing of KL."),
             click.option("--jaccard-top-k", type=int, help="Jaccard over the K most frequent ids (default: all that occur)."),
@@ -60,8 +71,10 @@ def metric_options(f):
     return f
 
 
-def _count_opts(docs, seed, max_tokens_per_doc, count_eos):
-    return CountOptions(docs=docs, seed=seed, max_tokens_per_doc=max_tokens_per_doc, count_eos=count_eos)
+def _count_opts(protocol, docs, seed, max_tokens_per_doc, count_eos):
+    return CountOptions(
+        docs=docs, seed=seed, max_tokens_per_doc=max_tokens_per_doc, count_eos=count_eos, protocol=protocol
+    )
 
 
 def _metric_opts(smoothing, jaccard_top_k, paper_top_k):
@@ -72,11 +85,12 @@ def _progress(quiet: bool) -> bool | None:
     return False if quiet else None
 
 
-def _resolve(specs, data_dir, mix_by, copts, no_cache, quiet):
+def _resolve(specs, data_dir, mix_by, copts, no_cache, quiet, base=None):
     """Unique specs → distributions (tokenizers checked across all of them first)."""
     unique = list(dict.fromkeys(specs))
     dists = distributions(
-        unique, data_dir=data_dir, mix_by=mix_by, options=copts, cache=not no_cache, progress=_progress(quiet)
+        unique, data_dir=data_dir, mix_by=mix_by, options=copts, base=base, cache=not no_cache,
+        progress=_progress(quiet),
     )
     return {d.label: d.probs for d in dists}
 
@@ -97,11 +111,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 @click.argument("names", nargs=-1)
 @count_options
 @click.option("--force", is_flag=True, help="Recount even when a matching cache exists.")
-def count(names, data_dir, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet, force):
+def count(names, data_dir, protocol, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet, force):
     """Count token ids of the stores NAMES and cache the counts next to each store."""
     if not names:
         raise MixkitError("no store names given (`mixkit list` shows the stores)")
-    copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
+    copts = _count_opts(protocol, docs, seed, max_tokens_per_doc, count_eos)
     stores = [TokenStore.open(n, data_dir) for n in names]
     for store in stores:
         r = count_store(store, copts, cache=not no_cache, force=force, progress=_progress(quiet))
@@ -117,7 +131,7 @@ def count(names, data_dir, docs, seed, max_tokens_per_doc, count_eos, no_cache, 
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Where a matrix writes distance.csv and distance.png.")
 @metric_options
 @count_options
-def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, paper_top_k, data_dir, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet):
+def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, paper_top_k, data_dir, protocol, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet):
     """Distances between the unigram distributions of SOURCES (names, paths or mixtures).
 
     Two sources: every metric as a table (or --metric's value). Three or more: the
@@ -125,7 +139,7 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
     """
     if len(sources) < 2:
         raise MixkitError("give at least two sources to compare (store names, paths or mixtures like c4:0.8,code:0.2)")
-    copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
+    copts = _count_opts(protocol, docs, seed, max_tokens_per_doc, count_eos)
     mopts = _metric_opts(smoothing, jaccard_top_k, paper_top_k)
     probs = _resolve(sources, data_dir, mix_by, copts, no_cache, quiet)
     if len(sources) == 2:
@@ -162,16 +176,17 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON rows.")
 @metric_options
 @count_options
-def proximity(pretrain, mixes, targets, metrics, as_json, mix_by, smoothing, jaccard_top_k, paper_top_k, data_dir, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet):
+def proximity(pretrain, mixes, targets, metrics, as_json, mix_by, smoothing, jaccard_top_k, paper_top_k, data_dir, protocol, docs, seed, max_tokens_per_doc, count_eos, no_cache, quiet):
     """Proximity advantage dist(pretrain, target) - dist(mix, target) of each --mix.
 
     Positive means the mixture is nearer the target than the pretraining data; the
     paper found this predicts the gain from midtraining on the mixture. Several --mix
-    values are ranked (1 = largest advantage) per target and metric.
+    values are ranked (1 = largest advantage) per target and metric. Under --protocol
+    paper, --pretrain is the base (C4's role) of each mixture that contains it.
     """
-    copts = _count_opts(docs, seed, max_tokens_per_doc, count_eos)
+    copts = _count_opts(protocol, docs, seed, max_tokens_per_doc, count_eos)
     mopts = _metric_opts(smoothing, jaccard_top_k, paper_top_k)
-    probs = _resolve([pretrain, *mixes, *targets], data_dir, mix_by, copts, no_cache, quiet)
+    probs = _resolve([pretrain, *mixes, *targets], data_dir, mix_by, copts, no_cache, quiet, base=pretrain)
     names = list(metrics) or list(METRIC_CHOICES)
     rows = D.proximity_table(
         probs[pretrain], [(m, probs[m]) for m in mixes], [(t, probs[t]) for t in targets], names, mopts

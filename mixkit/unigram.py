@@ -9,12 +9,11 @@ histogram (no atomics, no false sharing), and the rows are summed at the end::
 
     partials[g, t] = #{i in piece g : tokens[i] = t}        counts = partials.sum(0)
 
-Options follow the paper's protocol when asked: count a reproducible sample of ``docs``
-documents (``numpy.random.default_rng(seed).choice(num_docs, docs, replace=False)``)
-and only the first ``max_tokens_per_doc`` tokens of each. The EOS id that
-``mixkit tokenize`` appends after every document is not counted unless
-``count_eos=True``: it is a separator, not text, and stores made with and without it
-should measure the same.
+Options: count a reproducible sample of ``docs`` documents
+(``numpy.random.default_rng(seed).choice(num_docs, docs, replace=False)``) and only the
+first ``max_tokens_per_doc`` tokens of each. The EOS id that ``mixkit tokenize`` appends
+after every document is not counted unless ``count_eos=True``: it is a separator, not
+text, and stores made with and without it should measure the same.
 
 Counts are cached next to the store as ``NAME.counts.npy`` plus ``NAME.counts.json``
 (names from ``mixkit.store.StoreFiles``; the JSON holds the store fingerprint, options,
@@ -22,17 +21,62 @@ vocabulary size, sha256 of the ``.npy``); a cache whose fingerprint, options or 
 disagree is recomputed and replaced atomically. ``count_store`` is that policy, the one
 ``mixkit count`` follows.
 
-Mixtures (``mixkit.mixture``): ``"c4:0.8,code:0.2"`` means the distribution
+Mixtures (``mixkit.mixture``): under the default protocol ``"c4:0.8,code:0.2"`` means
 
     q = sum_i w_i * p_i / sum_i w_i                    (mix_by="tokens", the default)
 
 with ``p_i = counts_i / counts_i.sum()``: the token proportions a model trained on the
-mix sees. ``mix_by="docs"`` weights documents instead, as the paper's released script
-did (it drew documents from each source in proportion to the weights), so source ``i``
-contributes tokens in proportion to ``w_i * L_i`` with ``L_i`` its mean counted tokens
-per document:
+mix sees. ``mix_by="docs"`` reads the weights as shares of documents instead, so source
+``i`` contributes tokens in proportion to ``w_i * L_i`` with ``L_i`` its mean counted
+tokens per document:
 
     q = sum_i w_i * L_i * p_i / sum_i w_i * L_i
+
+(This is *not* what the paper's released script did; its mixing is the ``paper``
+protocol below.)
+
+Protocols: what is counted, and how a mixture is formed from it
+-----------------------------------------------------------------
+
+``protocol="all"`` (the default) is everything above: every token of every document
+(or the ``CountOptions`` given), mixtures by ``mix_by``.
+
+``protocol="paper"`` is proximity as the paper measured it, transcribed from the
+authors' released script (``util_scripts/dataset_similarity_syntactic.py`` of
+github.com/nightingal3/midtraining, ``--method token --enable_mixture_weights``):
+
+* **sample**: ``PAPER_DOCS`` = 1,000 documents per store, drawn without replacement,
+  seeded, in the order drawn: ``order = default_rng(seed).choice(num_docs,
+  min(1000, num_docs), replace=False)`` (the script took the first 1,000 records of a
+  streaming shuffle with a 10,000-record buffer and seed 42, the same seed for every
+  dataset, as one ``seed`` serves every store here);
+* **truncation**: the first ``PAPER_TOKENS_PER_DOC`` = 512 tokens of each document
+  (``tokenizer(..., add_special_tokens=False, truncation=True, max_length=512)``), the
+  appended EOS never counted; documents left with no token are dropped from the sample
+  (the script dropped empty texts). The script also cut each text at 10,000 characters
+  before tokenizing, which binds before 512 tokens only past ~19.5 characters a token;
+* **a store's distribution** pools the tokens of its whole sample:
+  ``p = sum_{d in sample} counts(d[:512]) / total``;
+* **a mixture** pools whole sampled documents in the numbers the script's
+  ``create_mixed_dataset`` chose. With ``n_i`` the size of part ``i``'s sample, the
+  *anchor* ``a`` (the specialty data) keeps its whole sample and every other part ``i``
+  with ``w_i > 0`` contributes the first ``k_i`` documents of its sample (a uniform
+  subset, as the script's ``random.sample`` of the C4 sample was)::
+
+      k_a = n_a        k_i = min(n_i, floor(n_a * w_i / w_a))        q = sum_i counts(first k_i of part i) / total
+
+  The *base* is the part that plays C4's role: ``base`` when the mixture names it, else
+  its first part (``"c4:0.8,code:0.2"``); the anchor is the first part with a positive
+  weight that is not the base. For two parts this is the script's rule line for line;
+  for more it is our generalisation. Because ``floor(1000 * 0.8 / 0.2) = 4000`` is capped
+  at C4's 1,000 sampled documents, every mixture the paper measured (5-20% specialty
+  data) is about **1:1 by documents**, not 80:20 by tokens: with all ``k_i = n_i`` the
+  pooled distribution is ``q = sum_i n_i L_i p_i / sum_i n_i L_i`` (``L_i`` the mean
+  counted tokens of part ``i``'s sampled documents). The C4 documents of a mixture come
+  from C4's own sample, as in the script.
+
+The paper protocol's counts are never cached: they are cheap (at most 512,000 tokens a
+store), and a store keeps one cache file, which should hold the expensive full count.
 """
 
 from __future__ import annotations
@@ -42,7 +86,7 @@ import io
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +104,9 @@ CACHE_FORMAT = "mixkit-counts"
 CACHE_VERSION = 1
 BLOCK_TOKENS = 1 << 26  # tokens per kernel call (the progress bar's step); must stay far below 2^32
 MIX_BY = ("tokens", "docs")  # what a mixture weight is a share of; the first is the default
+PROTOCOLS = ("all", "paper")  # what is counted and how mixtures are formed; the first is the default
+PAPER_DOCS = 1_000  # documents sampled per store under the paper protocol
+PAPER_TOKENS_PER_DOC = 512  # tokens counted from the start of each sampled document
 
 
 # -- kernels ------------------------------------------------------------------------------------
@@ -247,14 +294,22 @@ def _run(tokens, starts, ends, groups, partials, bad, checked: bool, words=None)
 
 @dataclass(frozen=True)
 class CountOptions:
-    """What to count. ``docs=None`` counts every document; ``seed`` only matters with ``docs``."""
+    """What to count. ``docs=None`` counts every document; ``seed`` only matters with ``docs``.
+
+    ``protocol="paper"`` fixes the rest (module docstring): ``docs`` and
+    ``max_tokens_per_doc`` become ``PAPER_DOCS`` and ``PAPER_TOKENS_PER_DOC`` (giving
+    other values is an error) and the EOS is not counted; ``seed`` seeds the sample.
+    """
 
     docs: int | None = None
     seed: int = 0
     max_tokens_per_doc: int | None = None
     count_eos: bool = False
+    protocol: str = "all"
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise MixkitError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.docs is not None and (not isinstance(self.docs, int) or self.docs <= 0):
             raise MixkitError(f"docs must be a positive number of documents, got {self.docs!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
@@ -263,25 +318,61 @@ class CountOptions:
             not isinstance(self.max_tokens_per_doc, int) or self.max_tokens_per_doc <= 0
         ):
             raise MixkitError(f"max_tokens_per_doc must be a positive integer, got {self.max_tokens_per_doc!r}")
+        if self.protocol == "paper":
+            fixed = {"docs": PAPER_DOCS, "max_tokens_per_doc": PAPER_TOKENS_PER_DOC}
+            for name, value in fixed.items():
+                given = getattr(self, name)
+                if given is not None and given != value:
+                    raise MixkitError(
+                        f"protocol 'paper' counts {PAPER_DOCS:,} documents of {PAPER_TOKENS_PER_DOC} tokens each; "
+                        f"{name}={given} contradicts it (use protocol 'all' to choose)"
+                    )
+                object.__setattr__(self, name, value)
+            if self.count_eos:
+                raise MixkitError("protocol 'paper' does not count the EOS token; count_eos=True contradicts it")
 
     def key(self) -> dict[str, Any]:
-        """Canonical form recorded in the cache (the seed is dropped when nothing is sampled)."""
+        """Canonical form recorded in the cache (the seed is dropped when nothing is sampled;
+        the protocol only when it is ``all``, so caches written before protocols stay valid)."""
         d = asdict(self)
         if self.docs is None:
             d["seed"] = None
+        if self.protocol == "all":
+            del d["protocol"]
         return d
+
+
+def resolve_options(
+    options: CountOptions | None = None, *, protocol: str | None = None, seed: int | None = None
+) -> CountOptions:
+    """``options``, or ``CountOptions(protocol=protocol or "all", seed=seed or 0)`` without them.
+
+    ``protocol`` and ``seed`` given beside ``options`` must agree with it: two answers to
+    one question are refused rather than one silently ignored.
+    """
+    if options is None:
+        return CountOptions(protocol=protocol or PROTOCOLS[0], seed=0 if seed is None else seed)
+    if protocol is not None and protocol != options.protocol:
+        raise MixkitError(f"protocol={protocol!r} disagrees with the count options' protocol {options.protocol!r}")
+    if seed is not None and seed != options.seed:
+        raise MixkitError(f"seed={seed} disagrees with the count options' seed {options.seed}")
+    return options
 
 
 def open_store(store: TokenStore | str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TokenStore:
     return store if isinstance(store, TokenStore) else TokenStore.open(store, data_dir)
 
 
+def _draw(num_docs: int, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct document ids in the order ``default_rng(seed)`` draws them."""
+    return np.random.default_rng(seed).choice(num_docs, size=size, replace=False).astype(np.int64)
+
+
 def selected_docs(store: TokenStore, options: CountOptions) -> np.ndarray | None:
     """Sorted indices of the sampled documents, or ``None`` for all of them."""
     if options.docs is None or options.docs >= store.num_docs:
         return None
-    rng = np.random.default_rng(options.seed)
-    return np.sort(rng.choice(store.num_docs, size=options.docs, replace=False)).astype(np.int64)
+    return np.sort(_draw(store.num_docs, options.docs, options.seed))
 
 
 def documents_counted(store: TokenStore, options: CountOptions) -> int:
@@ -296,33 +387,46 @@ def _eos_to_drop(store: TokenStore, options: CountOptions) -> int | None:
     return int(eos["id"])
 
 
+def counted_ranges(
+    store: TokenStore, doc_ids: np.ndarray | None, options: CountOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)``: the token range counted of each document in ``doc_ids`` (``None``: all), in that order.
+
+    ``ends`` excludes the appended EOS (unless ``options.count_eos``) and stops
+    ``options.max_tokens_per_doc`` tokens after ``starts``.
+    """
+    offsets = np.asarray(store.doc_offsets, dtype=np.int64)
+    lengths = np.asarray(store.doc_lengths, dtype=np.int64)
+    if doc_ids is not None:
+        offsets, lengths = offsets[doc_ids], lengths[doc_ids]
+    starts = offsets.copy()
+    ends = starts + lengths
+    eos = _eos_to_drop(store, options)
+    if eos is not None:
+        nonempty = lengths > 0
+        ends[nonempty] -= np.asarray(store.tokens)[ends[nonempty] - 1] == eos
+    if options.max_tokens_per_doc is not None:
+        ends = np.minimum(ends, starts + options.max_tokens_per_doc)
+    return starts, ends
+
+
 def compute_counts(store: TokenStore, options: CountOptions, *, progress: bool | None = None) -> np.ndarray:
     """Count without the cache (see the module docstring for what is counted)."""
     if store.num_tokens == 0:
         raise MixkitError(f"store '{store.name}' is empty: there are no tokens to count")
     vocab = store.vocab_size
     tokens = np.asarray(store.tokens)
-    eos = _eos_to_drop(store, options)
     sel = selected_docs(store, options)
     desc = f"count {store.name}"
     if sel is None and options.max_tokens_per_doc is None:
         counts = histogram(tokens, vocab, progress=progress, desc=desc)
+        eos = _eos_to_drop(store, options)
         if eos is not None:
             lengths = np.asarray(store.doc_lengths, dtype=np.int64)
             last = (store.doc_offsets + lengths - 1)[lengths > 0]
             counts[eos] -= int(np.count_nonzero(tokens[last] == eos))
         return counts
-    offsets = store.doc_offsets
-    lengths = np.asarray(store.doc_lengths, dtype=np.int64)
-    if sel is not None:
-        offsets, lengths = offsets[sel], lengths[sel]
-    starts = offsets.astype(np.int64)
-    ends = starts + lengths
-    if eos is not None:
-        nonempty = lengths > 0
-        ends[nonempty] -= tokens[ends[nonempty] - 1] == eos
-    if options.max_tokens_per_doc is not None:
-        ends = np.minimum(ends, starts + options.max_tokens_per_doc)
+    starts, ends = counted_ranges(store, sel, options)
     return histogram(tokens, vocab, starts, ends, progress=progress, desc=desc)
 
 
@@ -397,6 +501,7 @@ def counts(
     seed: int = 0,
     max_tokens_per_doc: int | None = None,
     count_eos: bool = False,
+    protocol: str = "all",
     cache: bool = True,
     data_dir: str | os.PathLike | None = None,
     progress: bool | None = None,
@@ -405,9 +510,12 @@ def counts(
 
     ``store`` is a ``TokenStore``, a store name (looked up in ``data_dir``) or a path.
     With ``cache`` the result is read from / written to ``NAME.counts.{npy,json}``.
+    ``protocol="paper"`` counts the paper's sample of the store (``seed`` seeds it).
     """
     opened = open_store(store, data_dir)
-    options = CountOptions(docs=docs, seed=seed, max_tokens_per_doc=max_tokens_per_doc, count_eos=count_eos)
+    options = CountOptions(
+        docs=docs, seed=seed, max_tokens_per_doc=max_tokens_per_doc, count_eos=count_eos, protocol=protocol
+    )
     return counts_with(opened, options, cache=cache, progress=progress)
 
 
@@ -421,8 +529,8 @@ def counts_with(
 @dataclass(frozen=True)
 class StoreCount:
     """What ``count_store`` returned and how: ``how`` is ``"cached"``, ``"counted"``,
-    ``"counted, cache not writable"`` or ``"not cached"``; ``cache_file`` is the
-    ``NAME.counts.npy`` read or written (None without the cache)."""
+    ``"counted, cache not writable"``, ``"not cached"`` or ``"paper sample, not cached"``;
+    ``cache_file`` is the ``NAME.counts.npy`` read or written (None without the cache)."""
 
     counts: np.ndarray
     how: str
@@ -438,9 +546,12 @@ def count_store(
     progress: bool | None = None,
 ) -> StoreCount:
     """The cache policy: a matching cache is read (unless ``force``), else the store is counted
-    and the cache written; ``cache=False`` neither reads nor writes it."""
+    and the cache written; ``cache=False`` neither reads nor writes it. The paper protocol's
+    small sample is always counted afresh and never cached (module docstring)."""
     if store.num_tokens == 0:
         raise MixkitError(f"store '{store.name}' is empty: there are no tokens to count")
+    if options.protocol == "paper":
+        return StoreCount(compute_counts(store, options, progress=progress), "paper sample, not cached", None)
     if not cache:
         return StoreCount(compute_counts(store, options, progress=progress), "not cached", None)
     if not force:
@@ -460,12 +571,17 @@ class Distribution:
     """A unigram distribution ready for the distance metrics.
 
     ``probs`` sums to 1 (float64, length vocab); ``label`` is what the user typed;
-    ``parts`` the ``(store, weight)`` pairs it was made from.
+    ``parts`` the ``(store, weight)`` pairs it was made from; ``options`` what was
+    counted (its ``protocol`` and ``seed`` say how); ``documents`` how many documents of
+    each part were counted (0 for a zero weight; under the paper protocol, the ``k_i``
+    of the module docstring).
     """
 
     label: str
     probs: np.ndarray
     parts: list[tuple[TokenStore, float]]
+    options: CountOptions = field(default_factory=CountOptions)
+    documents: tuple[int, ...] = ()
 
     @property
     def tokenizer_sha256(self) -> str:
@@ -489,18 +605,7 @@ def open_spec(spec: str | Mixture, data_dir: str | os.PathLike | None = None) ->
     return parts
 
 
-def mixture_distribution(
-    parts: list[tuple[TokenStore, float]],
-    *,
-    mix_by: str = "tokens",
-    options: CountOptions | None = None,
-    cache: bool = True,
-    progress: bool | None = None,
-) -> np.ndarray:
-    """The weighted mixture of the parts' normalized counts (formulas in the module docstring)."""
-    if mix_by not in MIX_BY:
-        raise MixkitError(f"mix_by must be one of {', '.join(MIX_BY)}, got '{mix_by}'")
-    options = options or CountOptions()
+def _check_weights(parts: list[tuple[TokenStore, float]]) -> np.ndarray:
     if not parts:
         raise MixkitError("a mixture needs at least one store")
     check_same_tokenizer(s for s, _ in parts)
@@ -509,20 +614,135 @@ def mixture_distribution(
         raise MixkitError("mixture weights must be finite and non-negative")
     if weights.sum() <= 0:
         raise MixkitError("mixture weights are all zero")
+    return weights
+
+
+def paper_sample(store: TokenStore, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The paper protocol's sample of ``store``: ``(starts, ends)`` of the counted tokens, in the order drawn.
+
+    ``min(PAPER_DOCS, num_docs)`` documents from ``default_rng(seed)`` without
+    replacement, each cut to its first ``PAPER_TOKENS_PER_DOC`` tokens without the EOS;
+    documents with nothing left are dropped. The same set as ``CountOptions(protocol=
+    "paper", seed=seed)`` counts; the order decides which ``k`` documents a mixture takes.
+    """
+    options = CountOptions(protocol="paper", seed=seed)
+    order = _draw(store.num_docs, min(PAPER_DOCS, store.num_docs), seed)
+    starts, ends = counted_ranges(store, order, options)
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
+def paper_anchor(names: list[str], weights: list[float], base: str | None = None) -> int:
+    """Index of the part whose whole sample a paper-protocol mixture keeps (module docstring).
+
+    The base is ``base`` when it is one of ``names``, else the first part; the anchor is
+    the first part with a positive weight that is not the base (the base itself when no
+    other part has weight).
+    """
+    base_index = names.index(base) if base is not None and base in names else 0
+    for i, w in enumerate(weights):
+        if w > 0 and i != base_index:
+            return i
+    return base_index
+
+
+def paper_document_counts(sample_sizes: list[int], weights: list[float], anchor: int) -> list[int]:
+    """``k_i``: documents of each part in a paper-protocol mixture.
+
+    ``k_anchor = n_anchor`` and ``k_i = min(n_i, floor(n_anchor * w_i / w_anchor))``, as
+    the script's ``create_mixed_dataset`` computed ``int(total_samples * c4_proportion /
+    specialty_proportion)`` and capped it at the C4 sample (same order of operations, so
+    the same floating-point floor); ``k_i = 0`` for a zero weight.
+    """
+    n_a, w_a = sample_sizes[anchor], weights[anchor]
+    if w_a <= 0:
+        raise MixkitError("the anchor of a paper-protocol mixture needs a positive weight")
+    out = []
+    for i, (n, w) in enumerate(zip(sample_sizes, weights)):
+        if i == anchor:
+            out.append(int(n))
+        elif w <= 0:
+            out.append(0)
+        else:
+            out.append(min(int(n), int(n_a * w / w_a)))
+    return out
+
+
+def paper_mixture_counts(
+    parts: list[tuple[TokenStore, float]],
+    *,
+    seed: int = 0,
+    base: str | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Pooled int64 counts of a mixture under the paper protocol, and the documents ``k_i`` of each part.
+
+    ``base`` is the store name of the part that plays C4's role; without it, or when
+    the mixture has no such part, the first part.
+    """
+    weights = _check_weights(parts)
+    samples = [paper_sample(store, seed) if w > 0 else None for store, w in parts]
+    names = [store.name for store, _ in parts]
+    anchor = paper_anchor(names, list(weights), base)
+    sizes = [0 if s is None else int(s[0].size) for s in samples]
+    if sizes[anchor] == 0:
+        raise MixkitError(f"store '{names[anchor]}': no tokens left to count with these options")
+    k = paper_document_counts(sizes, list(weights), anchor)
+    total = np.zeros(parts[0][0].vocab_size, dtype=np.int64)
+    for (store, _), sample, k_i in zip(parts, samples, k):
+        if k_i:
+            starts, ends = sample
+            total += histogram(np.asarray(store.tokens), store.vocab_size, starts[:k_i], ends[:k_i],
+                               progress=progress, desc=f"count {store.name}")
+    return total, k
+
+
+def mixture_distribution(
+    parts: list[tuple[TokenStore, float]],
+    *,
+    mix_by: str | None = None,
+    options: CountOptions | None = None,
+    base: str | None = None,
+    cache: bool = True,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """The mixture of the parts as a probability vector (formulas in the module docstring).
+
+    Under ``options.protocol == "all"``: the weighted mixture of the parts' normalized
+    counts, by ``mix_by`` (default ``"tokens"``). Under ``"paper"``: the script's pooled
+    documents (``paper_mixture_counts``); ``mix_by`` does not apply and is refused.
+    """
+    return _mixture(parts, mix_by=mix_by, options=options, base=base, cache=cache, progress=progress)[0]
+
+
+def _mixture(parts, *, mix_by, options, base, cache, progress) -> tuple[np.ndarray, list[int]]:
+    options = options or CountOptions()
+    if options.protocol == "paper":
+        if mix_by is not None:
+            raise MixkitError("protocol 'paper' mixes by the script's document counts; mix_by does not apply")
+        pooled, k = paper_mixture_counts(parts, seed=options.seed, base=base, progress=progress)
+        return pooled / pooled.sum(), k
+    mix_by = mix_by or MIX_BY[0]
+    if mix_by not in MIX_BY:
+        raise MixkitError(f"mix_by must be one of {', '.join(MIX_BY)}, got '{mix_by}'")
+    weights = _check_weights(parts)
     vocab = parts[0][0].vocab_size
     total = np.zeros(vocab, dtype=np.float64)
     mass = []
     dists = []
-    for store, w in parts:
+    documents = []
+    for (store, _), w in zip(parts, weights):
         if w == 0:
             mass.append(0.0)
             dists.append(None)
+            documents.append(0)
             continue
         c = counts_with(store, options, cache=cache, progress=progress)
         n = int(c.sum())
         if n == 0:
             raise MixkitError(f"store '{store.name}': no tokens left to count with these options")
-        scale = w if mix_by == "tokens" else w * n / documents_counted(store, options)
+        documents.append(documents_counted(store, options))
+        scale = w if mix_by == "tokens" else w * n / documents[-1]
         mass.append(scale)
         dists.append(c / n)
     mass_arr = np.asarray(mass)
@@ -530,38 +750,52 @@ def mixture_distribution(
     for m, p in zip(mass_arr, dists):
         if p is not None:
             total += m * p
-    return total
+    return total, documents
 
 
 def distribution(
     spec: str | Mixture,
     *,
     data_dir: str | os.PathLike | None = None,
-    mix_by: str = "tokens",
+    protocol: str | None = None,
+    seed: int | None = None,
+    mix_by: str | None = None,
     options: CountOptions | None = None,
+    base: str | None = None,
     cache: bool = True,
     progress: bool | None = None,
 ) -> Distribution:
-    """Resolve a store name, store path or mixture expression to its unigram distribution."""
+    """Resolve a store name, store path or mixture expression to its unigram distribution.
+
+    ``protocol`` (``"all"``, the default, or ``"paper"``) and ``seed`` (default 0) say
+    what is counted when ``options`` is not given (``resolve_options``); ``mix_by``
+    (default ``"tokens"``) applies under ``"all"`` only; ``base`` names the pretraining
+    store of a paper-protocol mixture (default: its first part).
+    """
+    options = resolve_options(options, protocol=protocol, seed=seed)
     parts = open_spec(spec, data_dir)
-    probs = mixture_distribution(parts, mix_by=mix_by, options=options, cache=cache, progress=progress)
-    return Distribution(label=str(spec), probs=probs, parts=parts)
+    probs, documents = _mixture(parts, mix_by=mix_by, options=options, base=base, cache=cache, progress=progress)
+    return Distribution(label=str(spec), probs=probs, parts=parts, options=options, documents=tuple(documents))
 
 
 def distributions(
     specs: list[str | Mixture],
     *,
     data_dir: str | os.PathLike | None = None,
-    mix_by: str = "tokens",
+    protocol: str | None = None,
+    seed: int | None = None,
+    mix_by: str | None = None,
     options: CountOptions | None = None,
+    base: str | None = None,
     cache: bool = True,
     progress: bool | None = None,
 ) -> list[Distribution]:
-    """Resolve several specs, refusing before any counting if their tokenizers differ."""
+    """Resolve several specs (arguments as ``distribution``), refusing before any counting if their tokenizers differ."""
+    options = resolve_options(options, protocol=protocol, seed=seed)
     opened = [open_spec(s, data_dir) for s in specs]
     check_same_tokenizer([s for parts in opened for s, _ in parts])
     out = []
     for spec, parts in zip(specs, opened):
-        probs = mixture_distribution(parts, mix_by=mix_by, options=options, cache=cache, progress=progress)
-        out.append(Distribution(label=str(spec), probs=probs, parts=parts))
+        probs, documents = _mixture(parts, mix_by=mix_by, options=options, base=base, cache=cache, progress=progress)
+        out.append(Distribution(label=str(spec), probs=probs, parts=parts, options=options, documents=tuple(documents)))
     return out

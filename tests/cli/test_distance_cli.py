@@ -121,6 +121,23 @@ def test_count_command_fills_cache(sample_dir):
     assert "(cached)" in again
 
 
+def test_protocol_paper_equals_api(sample_dir):
+    """--protocol paper: the same numbers as the API's, --pretrain as each mixture's base, and no cache written."""
+    got = json.loads(run(["distance", "gsm8k", "c4:0.8,code:0.2", "--protocol", "paper", "--seed", "3", "--json"], sample_dir).output)
+    p = api(["gsm8k", "c4:0.8,code:0.2"], sample_dir, protocol="paper", seed=3)
+    assert got["metrics"] == D.all_metrics(p["gsm8k"], p["c4:0.8,code:0.2"])
+    assert p["gsm8k"].tobytes() != api(["gsm8k"], sample_dir)["gsm8k"].tobytes()  # not the 'all' distribution
+    mixes = ["code:0.2,c4:0.8", "c4:0.88,math:0.12"]
+    args = ["proximity", "--pretrain", "c4", "--target", "gsm8k", "--metric", "paper", "--protocol", "paper", "--json"]
+    got = json.loads(run([*args, "--mix", mixes[0], "--mix", mixes[1]], sample_dir).output)
+    p = api(["c4", *mixes, "gsm8k"], sample_dir, protocol="paper", base="c4")
+    rows = D.proximity_table(p["c4"], [(m, p[m]) for m in mixes], [("gsm8k", p["gsm8k"])], ["paper"])
+    assert got["rows"] == [r.__dict__ for r in rows]
+    out = run(["count", "gsm8k", "--protocol", "paper"], sample_dir).output
+    counts = C.counts("gsm8k", data_dir=sample_dir, protocol="paper")
+    assert f"gsm8k: {int(counts.sum()):,} tokens" in out and "(paper sample, not cached)" in out
+
+
 @pytest.fixture
 def bad_dir(tmp_path):
     d = tmp_path / "bad"
@@ -145,6 +162,10 @@ def bad_dir(tmp_path):
         (["proximity", "--pretrain", "a", "--mix", "a:1,other:1", "--target", "b"], "different tokenizers"),
         (["proximity", "--pretrain", "a", "--mix", "b", "--target", "empty"], "empty"),
         (["distance", "a", "b", "--smoothing", "-1"], "smoothing"),
+        (["distance", "a", "b", "--protocol", "paper", "--docs", "50"], "docs=50 contradicts"),
+        (["count", "a", "--protocol", "paper", "--max-tokens-per-doc", "9"], "max_tokens_per_doc=9 contradicts"),
+        (["distance", "a", "a:1,b:1", "--protocol", "paper", "--mix-by", "docs"], "mix_by does not apply"),
+        (["distance", "a", "b", "--protocol", "script"], "Invalid value for '--protocol'"),
     ],
 )
 def test_bad_inputs_give_one_line_errors(bad_dir, args, message):

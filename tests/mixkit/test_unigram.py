@@ -1,14 +1,15 @@
-"""Numba unigram counts against np.bincount, the cache, and mixture distributions."""
+"""Numba unigram counts against np.bincount, the cache, mixture distributions, and the paper protocol against the released script."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mixkit
@@ -318,3 +319,202 @@ def test_mixture_bad_inputs(make_store):
     make_store("only_eos", [np.array([0]), np.array([0])], vocab_size=10)
     with pytest.raises(MixkitError, match="no tokens left"):
         C.distribution("only_eos")
+
+
+# -- the paper protocol ---------------------------------------------------------------------------------
+#
+# The reference below transcribes the released script's procedure
+# (util_scripts/dataset_similarity_syntactic.py, --method token --enable_mixture_weights) in plain
+# Python over token lists: a seeded sample of 1,000 documents per dataset, each text tokenized
+# without special tokens and truncated to 512 tokens, empty texts dropped; a mixture is
+# create_mixed_dataset(c4_data, specialty_data, c4_proportion, specialty_proportion) and its
+# distribution is the Counter of all the mixed documents' tokens.
+
+
+def script_sample(docs, seed, eos=0):
+    """The documents of one dataset as the script held them: sampled, without EOS, first 512 tokens, non-empty."""
+    n = len(docs)
+    order = np.random.default_rng(seed).choice(n, size=min(1000, n), replace=False)
+    texts = []
+    for i in order:
+        d = [int(t) for t in docs[i]]
+        if d and d[-1] == eos:
+            d = d[:-1]  # mixkit tokenize appends the EOS; the script's tokenizer added none
+        d = d[:512]  # truncation=True, max_length=512
+        if d:  # `if txt:`
+            texts.append(d)
+    return texts
+
+
+def script_create_mixed_dataset(c4_data, specialty_data, c4_proportion, specialty_proportion):
+    total_samples = len(specialty_data)
+    c4_samples = int(total_samples * c4_proportion / specialty_proportion)
+    sampled_c4 = c4_data[: min(c4_samples, len(c4_data))]  # random.sample: a uniform subset (ours: the first drawn)
+    return sampled_c4 + specialty_data, len(sampled_c4)
+
+
+def script_distribution(texts, vocab):
+    freq = Counter(t for d in texts for t in d)
+    v = np.zeros(vocab, np.float64)
+    for t, c in freq.items():
+        v[t] = c
+    return v / v.sum()
+
+
+def long_docs(rng, n, vocab, lo=1, hi=900):
+    """Documents of ``lo..hi`` tokens plus EOS 0, so that the 512-token cut binds on some."""
+    out = []
+    for _ in range(n):
+        d = rng.integers(1, vocab, size=int(rng.integers(lo, hi + 1)))
+        out.append(np.append(d, 0))
+    return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_docs=st.integers(2, 1300), seed=st.integers(0, 2**32 - 1))
+def test_paper_counts_of_a_store_equal_the_script(n_docs, seed):
+    rng = np.random.default_rng(seed)
+    docs = long_docs(rng, n_docs, 300, hi=40)
+    docs[0] = np.append(rng.integers(1, 300, size=700), 0)  # one document longer than 512 tokens
+    docs[-1] = np.array([0])  # one empty document (only its EOS)
+    with tempfile.TemporaryDirectory() as d:
+        store = write_store(Path(d) / "s", docs, vocab_size=300)
+        got = mixkit.counts(store, protocol="paper", seed=seed, cache=False)
+        dist = C.distribution(str(Path(d) / "s"), protocol="paper", seed=seed)
+        assert not C.cache_paths(store)[0].exists()
+    texts = script_sample(docs, seed)
+    np.testing.assert_allclose(got / got.sum(), script_distribution(texts, 300), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(dist.probs, got / got.sum())
+    assert dist.options == C.CountOptions(protocol="paper", seed=seed)
+    assert dist.documents == (len(texts),)  # the sampled documents with tokens left
+
+
+@pytest.mark.parametrize("specialty", [0.05, 0.12, 0.2, 0.5, 0.8])
+@pytest.mark.parametrize("sizes", [(60, 25), (25, 60), (1200, 1100)])
+def test_paper_mixture_equals_the_scripts_create_mixed_dataset(make_store, specialty, sizes):
+    """Both regimes: the cap at C4's sample (small specialty shares) and fewer C4 documents (large ones)."""
+    n_c4, n_code = sizes
+    rng = np.random.default_rng(n_c4 + n_code)
+    short = 30 if max(sizes) > 1000 else 900
+    c4_docs, code_docs = long_docs(rng, n_c4, 500, hi=short), long_docs(rng, n_code, 500, hi=short)
+    make_store("c4", c4_docs, vocab_size=500)
+    make_store("code", code_docs, vocab_size=500)
+    c4_prop = 1.0 - specialty
+    expr = f"c4:{c4_prop!r},code:{specialty!r}"
+    got = C.distribution(expr, protocol="paper", seed=11)
+    mixed, c4_taken = script_create_mixed_dataset(
+        script_sample(c4_docs, 11), script_sample(code_docs, 11), c4_prop, specialty
+    )
+    np.testing.assert_allclose(got.probs, script_distribution(mixed, 500), rtol=1e-12, atol=0)
+    n_c4_sample, n_code_sample = min(1000, n_c4), min(1000, n_code)
+    assert got.documents == (c4_taken, n_code_sample)
+    assert c4_taken == min(n_c4_sample, int(n_code_sample * c4_prop / specialty))
+
+
+def test_paper_mixtures_of_the_paper_are_one_to_one_by_documents(make_store):
+    """80/20, 88/12 and 95/5 all take C4's whole 1,000-document sample: the mixture pools both samples."""
+    rng = np.random.default_rng(4)
+    make_store("c4", long_docs(rng, 1500, 400, hi=20), vocab_size=400)
+    make_store("spec", long_docs(rng, 1200, 400, hi=20), vocab_size=400)
+    pooled = mixkit.counts("c4", protocol="paper", seed=3) + mixkit.counts("spec", protocol="paper", seed=3)
+    for c4_share, spec_share in [(0.8, 0.2), (0.88, 0.12), (0.95, 0.05)]:
+        d = C.distribution(f"c4:{c4_share},spec:{spec_share}", protocol="paper", seed=3)
+        assert d.documents == (1000, 1000)
+        np.testing.assert_allclose(d.probs, pooled / pooled.sum(), rtol=1e-12, atol=0)
+    # Under the default protocol the same expression is 80/20 by tokens: a different distribution.
+    tokens = C.distribution("c4:0.8,spec:0.2").probs
+    assert np.abs(tokens - pooled / pooled.sum()).sum() > 0.01
+
+
+def test_paper_document_counts_rule():
+    assert C.paper_document_counts([1000, 1000], [0.8, 0.2], anchor=1) == [1000, 1000]  # 4000 capped
+    assert C.paper_document_counts([1000, 999], [0.88, 0.12], anchor=1) == [1000, 999]
+    assert C.paper_document_counts([1000, 1000], [0.2, 0.8], anchor=1) == [250, 1000]
+    assert C.paper_document_counts([1000, 1000], [4, 1], anchor=1) == [1000, 1000]
+    assert C.paper_document_counts([1000, 10, 1000], [0.5, 0.1, 0.4], anchor=1) == [50, 10, 40]
+    assert C.paper_document_counts([1000, 10, 1000], [0.5, 0.1, 0.0], anchor=1) == [50, 10, 0]
+    # Same order of operations as the script: int(total * c4 / specialty), not int(total * (c4 / specialty)).
+    n, c4, spec = 7, 1.0 - 0.7, 0.7
+    assert C.paper_document_counts([100, n], [c4, spec], anchor=1)[0] == int(n * c4 / spec)
+    names = ["c4", "code", "math"]
+    assert C.paper_anchor(names, [0.8, 0.2, 0.0]) == 1
+    assert C.paper_anchor(names, [0.8, 0.2, 0.0], base="code") == 0
+    assert C.paper_anchor(names, [0.0, 0.2, 0.8], base="nope") == 1
+    assert C.paper_anchor(names, [1.0, 0.0, 0.0]) == 0
+
+
+def test_paper_base_decides_the_anchor(make_store):
+    rng = np.random.default_rng(9)
+    make_store("c4", long_docs(rng, 40, 200, hi=30), vocab_size=200)
+    make_store("code", long_docs(rng, 40, 200, hi=30), vocab_size=200)
+    c4_first = C.distribution("c4:0.2,code:0.8", protocol="paper")
+    assert c4_first.documents == (10, 40)  # the base (first part) is scaled: int(40 * 0.2 / 0.8)
+    code_first = C.distribution("code:0.8,c4:0.2", protocol="paper", base="c4")
+    assert code_first.documents == (40, 10)
+    np.testing.assert_array_equal(code_first.probs, c4_first.probs)
+    assert C.distribution("code:0.8,c4:0.2", protocol="paper").documents == (40, 40)  # base code: c4 kept whole
+    # The base is also the first positive part when it is alone.
+    assert C.distribution("c4:1,code:0", protocol="paper").documents == (40, 0)
+
+
+def test_paper_protocol_is_deterministic_and_seeded(make_store):
+    rng = np.random.default_rng(12)
+    make_store("big", long_docs(rng, 1500, 300, hi=15), vocab_size=300)
+    make_store("other", long_docs(rng, 30, 300, hi=15), vocab_size=300)
+    first = C.distribution("big:0.9,other:0.1", protocol="paper", seed=5).probs
+    again = C.distributions(["big:0.9,other:0.1"], protocol="paper", seed=5)[0].probs
+    assert first.tobytes() == again.tobytes()
+    assert C.distribution("big:0.9,other:0.1", protocol="paper", seed=6).probs.tobytes() != first.tobytes()
+    # The store's paper counts are those of 1,000 sampled documents cut to 512 tokens, with the same seed.
+    np.testing.assert_array_equal(
+        mixkit.counts("big", protocol="paper", seed=5, cache=False),
+        mixkit.counts("big", docs=1000, seed=5, max_tokens_per_doc=512, cache=False),
+    )
+
+
+def test_paper_protocol_never_touches_the_cache(make_store):
+    docs = random_docs(np.random.default_rng(13), 30, 100)
+    store = make_store("keep", docs, vocab_size=100)
+    full = mixkit.counts(store)
+    npy, meta = C.cache_paths(store)
+    before = (npy.read_bytes(), meta.read_bytes())
+    r = C.count_store(store, C.CountOptions(protocol="paper"))
+    assert (r.how, r.cache_file) == ("paper sample, not cached", None)
+    C.distribution("keep", protocol="paper")
+    assert (npy.read_bytes(), meta.read_bytes()) == before
+    assert "protocol" not in json.loads(meta.read_text())["options"]  # caches from before protocols stay valid
+    assert C.CountOptions(protocol="paper").key()["protocol"] == "paper"
+    np.testing.assert_array_equal(mixkit.counts(store), full)
+
+
+def test_protocol_options_are_checked():
+    paper = C.CountOptions(protocol="paper", seed=2)
+    assert (paper.docs, paper.max_tokens_per_doc, paper.count_eos) == (1000, 512, False)
+    assert C.CountOptions(protocol="paper", docs=1000, max_tokens_per_doc=512) == C.CountOptions(protocol="paper")
+    for bad, msg in [
+        (dict(protocol="paper", docs=50), "docs=50 contradicts"),
+        (dict(protocol="paper", max_tokens_per_doc=128), "max_tokens_per_doc=128 contradicts"),
+        (dict(protocol="paper", count_eos=True), "count_eos"),
+        (dict(protocol="script"), "protocol must be one of all, paper"),
+    ]:
+        with pytest.raises(MixkitError, match=msg):
+            C.CountOptions(**bad)
+    assert C.resolve_options(None) == C.CountOptions()
+    assert C.resolve_options(None, protocol="paper", seed=4) == C.CountOptions(protocol="paper", seed=4)
+    assert C.resolve_options(paper, protocol="paper", seed=2) is paper
+    with pytest.raises(MixkitError, match="disagrees"):
+        C.resolve_options(paper, protocol="all")
+    with pytest.raises(MixkitError, match="disagrees"):
+        C.resolve_options(paper, seed=3)
+
+
+def test_paper_protocol_refuses_mix_by_and_empty_samples(make_store):
+    make_store("a", [np.array([1, 2, 0])], vocab_size=10)
+    make_store("only_eos", [np.array([0]), np.array([0])], vocab_size=10)
+    with pytest.raises(MixkitError, match="mix_by does not apply"):
+        C.distribution("a", protocol="paper", mix_by="docs")
+    with pytest.raises(MixkitError, match="no tokens left"):
+        C.distribution("a:0.8,only_eos:0.2", protocol="paper")
+    np.testing.assert_array_equal(  # the anchor has tokens; an empty base part adds none
+        C.distribution("only_eos:0.8,a:0.2", protocol="paper").probs, np.bincount([1, 2], minlength=10) / 2
+    )
