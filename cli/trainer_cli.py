@@ -8,6 +8,7 @@ from cli.lazy_group import LazyGroup
 
 COMMANDS = {
     "train": "cli.train_cmds:train",
+    "export": "cli.export_cmd:export",
     "report": "cli.report_cmd:report",
 }
 
