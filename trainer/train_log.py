@@ -120,7 +120,7 @@ class TrainLogger:
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(tensorboard_dir(folder)), purge_step=initial or None, flush_secs=30)
+            self._tb = SummaryWriter(str(tensorboard_dir(folder)), purge_step=initial, flush_secs=30)
         if cfg.wandb:
             self._wandb = _start_wandb(cfg, Path(folder), desc, config, self.say)
 

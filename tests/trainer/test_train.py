@@ -226,9 +226,14 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "cli.trainer_cli", "train", "--set", "mix=python:tests.trainer_fakes:tiny_stream",
            "--set", f"out_dir={out}", "--set", f"steps={steps}", "--set", "micro_batch=2", "--set", "model.name=tiny",
-           "--set", "optim.lr=3e-3", "--set", "checkpoint_interval=4"]
+           "--set", "optim.lr=3e-3", "--set", "checkpoint_interval=4", "--set", "logging.log_interval=2"]
     proc = subprocess.run(cmd, cwd=REPO, env=env_for_subprocess(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # only rank 0 prints and logs: each progress line once, one TensorBoard event file, one summary line
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("ddp step")]
+    assert [ln.split(" |")[0] for ln in progress] == ["ddp step 2/6", "ddp step 4/6", "ddp step 6/6"], proc.stderr[-3000:]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert proc.stderr.count("trained steps 0..6") == 1
     a, b = losses(single), losses(out)
     assert len(a) == len(b) == steps
     assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
