@@ -71,9 +71,9 @@ def test_tensorboard_events_hold_the_loss_curve(tmp_path):
 
 def test_resumed_run_keeps_one_curve(tmp_path):
     """A resumed run purges the events from its first step on: the curve has no doubled stretch."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from trainer.checkpoint import list_checkpoints
 
