@@ -257,7 +257,7 @@ class StudyRunner:
             table.setdefault("checkpoint_interval", cfg.last_start)
         else:
             table["keep_steps"] = []
-            table["keep_checkpoints"] = 1
+            table["keep_last"] = 1
             table.setdefault("checkpoint_interval", cfg.last_start)
         return table
 

@@ -4,6 +4,12 @@ Every artifact mixkit writes goes through here: write to a temporary name in the
 same directory (so the rename cannot cross file systems), flush and fsync, then
 ``os.replace``. A run killed at any moment leaves at most a ``*.tmp*`` file that
 the next run ignores or removes, never a half-written artifact under the real name.
+
+Permissions: ``tempfile`` creates its files 0600 and folders 0700 whatever the umask
+(it must, for files in a shared /tmp); ours are renamed into place as artifacts, so they
+are given what ``open`` and ``mkdir`` would have given them: ``0666 & ~umask`` for a file,
+``0777 & ~umask`` for a folder (0644/0755 under umask 022, 0664/0775 under 002), which a
+shared cluster file system needs.
 """
 
 from __future__ import annotations
@@ -13,9 +19,38 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ≥ 4.7's
+    ``/proc/self/status``); elsewhere set and restored at once, under a lock."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0666 & ~umask``."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: ``0777 & ~umask``."""
+    return 0o777 & ~current_umask()
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,6 +72,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -70,6 +106,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, dir_mode())
         yield tmp
         if path.exists():
             if not overwrite:

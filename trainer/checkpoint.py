@@ -3,12 +3,17 @@
 ``OUT/checkpoints/step_00000120/`` (named by ``trainer.run_dir``) holds the state after 120 optimizer steps::
 
     state.pt    torch.save of {model, optimizer, scheduler, rng: {torch, numpy, python, cuda}}
-    meta.json   {step, config (the whole TrainConfig), model_config, mix_fingerprint}
+                (``{model}`` only in a weights-only checkpoint)
+    meta.json   {step, config (the whole TrainConfig), model_config, mix_fingerprint,
+                 tokenizer_sha256, tokenizer (the stores' tokenizer description), weights_only}
 
 The directory is built under a temporary name and renamed into place (``atomic_dir``), so a
 run killed while saving leaves the previous checkpoints intact and no half checkpoint. Only
-the newest ``keep`` are kept. The data position needs no saving: batches are read from the
-mix stream by step.
+the newest ``keep`` (and those at ``keep_steps``) are kept. The data position needs no
+saving: batches are read from the mix stream by step.
+
+A checkpoint at the end of the LR schedule is written weights-only (``full = False``):
+nothing can continue training it, and the optimizer state would triple its size.
 
 Resuming refuses a checkpoint whose model, optimizer, schedule, seed, precision or mix
 differ from the current config (they would not continue the same run).
@@ -35,7 +40,7 @@ STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 
 # Config keys that define the run; a checkpoint made with other values cannot be resumed.
-IDENTITY_KEYS = ("seed", "precision", "micro_batch", "grad_accum", "init_from")
+IDENTITY_KEYS = ("seed", "precision", "micro_batch", "grad_accum", "init_from", "init_revision")
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -82,29 +87,32 @@ def save_checkpoint(
     meta: dict[str, Any],
     keep: int,
     keep_steps: list[int] | tuple[int, ...] = (),
+    full: bool = True,
 ) -> Path:
     """Write ``step_{step}`` atomically, then delete all but the newest ``keep`` checkpoints.
 
     Checkpoints at ``keep_steps`` are never deleted: they are the branch points that
-    midtraining variants start from.
+    midtraining variants start from. ``full = False`` writes the model weights only.
     """
     path = step_dir(out_dir, step)
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_state(),
-    }
+    state: dict[str, Any] = {"model": model.state_dict()}
+    if full:
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state())
     with atomic.atomic_dir(path, overwrite=True) as tmp:
         with open(tmp / STATE_FILE, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        atomic.write_json(tmp / META_FILE, {**meta, "step": step})
+        atomic.write_json(tmp / META_FILE, {**meta, "step": step, "weights_only": not full})
     for old in list_checkpoints(out_dir)[:-keep]:
         if int(old.name.split("_")[1]) not in keep_steps:
             shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def is_weights_only(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint (by its ``meta.json``) holds the model weights only."""
+    return bool(meta.get("weights_only", False))
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -130,7 +138,7 @@ def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) 
     old_cfg, new_cfg = meta["config"], current["config"]
     _check_model_and_optim(meta, current, f"checkpoint {path} was made with")
     for key in IDENTITY_KEYS + ("steps",):
-        if old_cfg.get(key) != new_cfg.get(key):
+        if key in old_cfg and old_cfg.get(key) != new_cfg.get(key):
             raise MixkitError(f"checkpoint {path} was made with {key} = {old_cfg.get(key)!r}, the config says {new_cfg.get(key)!r}")
     if meta["mix_fingerprint"] != current["mix_fingerprint"]:
         raise MixkitError(f"checkpoint {path} was trained on another mix (fingerprint {meta['mix_fingerprint'][:12]}, "
@@ -140,6 +148,9 @@ def check_compatible(meta: dict[str, Any], current: dict[str, Any], path: Path) 
 def check_branchable(meta: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """A checkpoint of another run may be continued on another mix if model, optimizer and schedule agree."""
     _check_model_and_optim(meta, current, f"cannot continue from {path}")
+    if is_weights_only(meta):
+        raise MixkitError(f"cannot continue from {path}: it holds the weights only (the end of its run's LR "
+                          f"schedule); use it as init_from to start a new schedule from its weights")
     if meta.get("total_steps") != current.get("total_steps"):
         raise MixkitError(f"cannot continue from {path}: its LR schedule spans {meta.get('total_steps')} steps, "
                           f"this run's spans {current.get('total_steps')} (build the mixes with the same --steps)")

@@ -14,12 +14,14 @@ Layout (every key optional except ``mix`` and ``out_dir``)::
     compile = false             # torch.compile the model
     device = "auto"             # auto | cpu | cuda
     tokenizer_sha256 = ""       # if set, the stream's tokenizer must have this hash
-    init_from = ""              # a Hugging Face GPT-NeoX directory to start from (midtraining)
+    init_from = ""              # weights to start from (midtraining): a Hugging Face GPT-NeoX folder
+                                # (model.safetensors or pytorch_model.bin) or a hub id ("EleutherAI/pythia-70m")
+    init_revision = ""          # the hub revision of init_from ("step100000"; "" = main)
     eval_mix = ""               # a second stream to report loss on
     eval_interval = 0           # steps between evaluations (0 = never)
     eval_batches = 4
     checkpoint_interval = 1000
-    keep_checkpoints = 3
+    keep_last = 3               # the newest checkpoints kept while the run goes on (keep_checkpoints: the old name)
     keep_steps = []             # steps whose checkpoints are always written and kept (branch points)
     stop_step = 0               # stop after this step; the LR schedule still spans `steps` (0 = steps)
     branch_from = ""            # a checkpoint of another run to continue (model, optimizer, schedule, step)
@@ -38,10 +40,22 @@ Layout (every key optional except ``mix`` and ``out_dir``)::
     weight_decay = 0.1
     grad_clip = 1.0
 
+    [logging]                   # progress lines, TensorBoard, W&B (``trainer.train_log``)
+    log_interval = 10
+    tensorboard = true
+    wandb = false
+
+Checkpoints (``trainer.checkpoint``): while the run goes on, the newest ``keep_last`` and
+those at ``keep_steps``. When the run stops, only what can still be used stays: the final
+checkpoint and those at ``keep_steps``; the final one holds the weights only when the LR
+schedule is over (``steps`` reached: nothing can continue it), else also the optimizer,
+schedule and RNG state that continuing needs.
+
 Every table is built with ``mixkit.config.from_table``: an unknown key, a value of the wrong
 type or out of range is refused at load with one line naming the file, the table and the
 key (``run.toml: [optim] lrr: unknown key (known: beta1, ...)``). The ``[model]`` table is a
-``trainer.model.ModelSpec``, ``[optim]`` a ``trainer.optim.OptimConfig``.
+``trainer.model.ModelSpec``, ``[optim]`` a ``trainer.optim.OptimConfig``, ``[logging]`` a
+``trainer.train_log.LoggingConfig``.
 
 ``--set optim.lr=1e-3`` or ``--set model.n_layer=2``: the value is parsed as a TOML value
 (so ``true``, ``3``, ``"x"``), falling back to a bare string. A staged run config also takes
@@ -66,6 +80,7 @@ from mixkit.errors import MixkitError
 from mixkit.toml_file import read_toml
 from trainer.model import ModelConfig, ModelSpec
 from trainer.optim import OptimConfig
+from trainer.train_log import LoggingConfig
 
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -91,6 +106,14 @@ def require_steps(cfg: Any, key: str) -> None:
         raise invalid(key, f"must list positive step numbers, got {getattr(cfg, key)!r}")
 
 
+def take_old_keep_name(cfg: Any) -> None:
+    """``keep_checkpoints`` (the old name) given: it is ``keep_last``."""
+    if cfg.keep_checkpoints < 0:
+        raise invalid("keep_checkpoints", f"must be positive, got {cfg.keep_checkpoints}")
+    if cfg.keep_checkpoints:
+        cfg.keep_last, cfg.keep_checkpoints = cfg.keep_checkpoints, 0
+
+
 @dataclass
 class TrainConfig:
     """A single-mix training run (``trainer train`` without ``[[stages]]``; one stage of a staged run)."""
@@ -99,6 +122,7 @@ class TrainConfig:
     out_dir: str
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     data_dir: str = ""
     steps: int = 0
     seed: int = 1234
@@ -109,11 +133,13 @@ class TrainConfig:
     device: Device = "auto"
     tokenizer_sha256: str = ""
     init_from: str = ""
+    init_revision: str = ""
     eval_mix: str = ""
     eval_interval: int = 0
     eval_batches: int = 4
     checkpoint_interval: int = 1000
-    keep_checkpoints: int = 3
+    keep_last: int = 3
+    keep_checkpoints: int = 0  # the old name of keep_last (0 = not given)
     peak_flops: float = 0.0
     keep_steps: list[int] = field(default_factory=list)
     stop_step: int = 0
@@ -125,8 +151,9 @@ class TrainConfig:
         if not self.out_dir:
             raise invalid("out_dir", "must be a directory path")
         require_steps(self, "keep_steps")
+        take_old_keep_name(self)
         require_non_negative(self, "steps", "grad_accum", "eval_interval", "seed", "stop_step", "peak_flops")
-        require_positive(self, "micro_batch", "eval_batches", "checkpoint_interval", "keep_checkpoints")
+        require_positive(self, "micro_batch", "eval_batches", "checkpoint_interval", "keep_last")
 
     def model_config(self) -> ModelConfig:
         return self.model.build()

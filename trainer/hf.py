@@ -6,7 +6,11 @@ Our parameter names are Hugging Face's without the ``gpt_neox.`` prefix, and the
 layout are identical, so conversion is renaming only.
 
 A saved directory is read and written without importing ``transformers``: ``config.json``
-plus ``model.safetensors`` (or a sharded ``model.safetensors.index.json``). The rotary
+plus ``model.safetensors`` (or a sharded ``model.safetensors.index.json``), or the older
+``pytorch_model.bin`` (or its sharded index), which Pythia's intermediate checkpoints on the
+hub still use. ``resolve_pretrained(name, revision)`` turns a hub id and revision
+(``EleutherAI/pythia-70m``, ``step100000``) into such a folder through ``huggingface_hub``'s
+cache (``HF_HOME``; ``HF_HUB_OFFLINE=1`` reads the cache only). The rotary
 settings are written both the old way (``rotary_pct``, ``rotary_emb_base``) and the new
 (``rope_parameters``), so transformers 4.x and 5.x read the same directory.
 """
@@ -105,18 +109,60 @@ def _rename_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# The weight files a Hugging Face folder may hold, in the order they are looked for.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _load_weight_file(f: Path) -> dict[str, torch.Tensor]:
+    if f.suffix == ".safetensors":
+        return load_file(str(f))
+    try:  # tensors only: a pickle from the hub must not run code
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MixkitError(f"{f}: unreadable PyTorch weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
 def _load_dir_state(path: Path) -> dict[str, torch.Tensor]:
-    single = path / "model.safetensors"
-    index = path / "model.safetensors.index.json"
-    if single.exists():
-        return load_file(str(single))
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    for name in WEIGHT_FILES:
+        f = path / name
+        if not f.exists():
+            continue
+        if not name.endswith(".index.json"):
+            return _load_weight_file(f)
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(path / shard)))
+        for shard in sorted(set(json.loads(f.read_text())["weight_map"].values())):
+            state.update(_load_weight_file(path / shard))
         return state
-    raise MixkitError(f"{path}: no model.safetensors (or its index) to load")
+    raise MixkitError(f"{path}: no weights to load (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def is_hub_id(name: str) -> bool:
+    """``owner/name`` that is not a local path: a Hugging Face hub model id."""
+    parts = name.split("/")
+    return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+            and not Path(name).exists() and not any(p in (".", "..") for p in parts))
+
+
+def resolve_pretrained(name: str | os.PathLike, revision: str = "") -> Path:
+    """The local folder of a pretrained model: ``name`` itself when it is a folder, else the
+    hub id's snapshot at ``revision`` (``""`` = main) in the Hugging Face cache, downloaded
+    when missing unless ``HF_HUB_OFFLINE`` is set. Only the config and weight files are fetched."""
+    path = Path(name)
+    if path.is_dir():
+        if revision:
+            raise MixkitError(f"{name} is a local folder: a revision ({revision!r}) applies to hub ids only")
+        return path
+    if not is_hub_id(str(name)):
+        raise MixkitError(f"{name}: no such folder (and not a hub id like EleutherAI/pythia-70m)")
+    from huggingface_hub import snapshot_download
+
+    patterns = ["config.json", *WEIGHT_FILES, "model-*.safetensors", "pytorch_model-*.bin"]
+    try:
+        return Path(snapshot_download(str(name), revision=revision or None, allow_patterns=patterns))
+    except Exception as e:  # offline without a cached copy, unknown repo or revision, no network
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MixkitError(f"cannot get {name}{'@' + revision if revision else ''} from the Hugging Face hub or its "
+                          f"cache ({type(e).__name__}: {first})") from None
 
 
 def from_hf(model_or_dir: Any) -> GPTNeoX:
@@ -140,15 +186,22 @@ def from_hf(model_or_dir: Any) -> GPTNeoX:
     return model
 
 
-def to_hf(model: GPTNeoX, out_dir: str | os.PathLike, overwrite: bool = True) -> None:
-    """Write ``config.json`` + ``model.safetensors`` that ``GPTNeoXForCausalLM.from_pretrained`` loads."""
+def write_hf_files(model: GPTNeoX, folder: str | os.PathLike) -> None:
+    """``config.json`` + ``model.safetensors`` (float32, Hugging Face names) into ``folder``,
+    each file atomically; other files of the folder are left as they are."""
     state = {}
     for key, value in model.state_dict().items():
         name = key if key == "embed_out.weight" else f"gpt_neox.{key}"
         state[name] = value.detach().to("cpu", torch.float32).contiguous()
+    atomic.write_bytes(Path(folder) / "model.safetensors", save(state, metadata={"format": "pt"}))
+    atomic.write_json(Path(folder) / "config.json", config_to_hf(model.cfg))
+
+
+def to_hf(model: GPTNeoX, out_dir: str | os.PathLike, overwrite: bool = True) -> None:
+    """Write ``config.json`` + ``model.safetensors`` that ``GPTNeoXForCausalLM.from_pretrained`` loads
+    (the folder built whole under a temporary name, then renamed into place)."""
     with atomic.atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        (tmp / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
-        atomic.write_json(tmp / "config.json", config_to_hf(model.cfg))
+        write_hf_files(model, tmp)
 
 
-__all__ = ["from_hf", "to_hf", "config_from_hf", "config_to_hf"]
+__all__ = ["from_hf", "to_hf", "write_hf_files", "config_from_hf", "config_to_hf", "resolve_pretrained", "is_hub_id"]

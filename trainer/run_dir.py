@@ -6,10 +6,14 @@ Layout of a run directory ``RUN/`` (``trainer train`` with ``[[stages]]``)::
     RUN/results.json                what the stages measured (below); rewritten after every stage and task
     RUN/<stage>/metrics.jsonl       one JSON object per line: training steps and evaluations of the stage
     RUN/<stage>/loss.png            its loss curve
+    RUN/<stage>/tensorboard/        its TensorBoard event files (``trainer.train_log``)
     RUN/<stage>/checkpoints/step_00000120/   a checkpoint (layout in ``trainer.checkpoint``)
     RUN/sft-<task>/metrics.jsonl    the SFT steps and evaluations of one task
+    RUN/sft-<task>/tensorboard/     their TensorBoard event files
+    RUN/sft-<task>/model.safetensors   the finetuned weights (our parameter names, float32;
+                                    no optimizer state): what ``trainer export --sft`` exports
 
-A single-mix ``trainer train`` writes ``metrics.jsonl``, ``loss.png`` and ``checkpoints/``
+A single-mix ``trainer train`` writes ``metrics.jsonl``, ``loss.png``, ``tensorboard/`` and ``checkpoints/``
 straight into its ``out_dir``: that folder is laid out like one stage folder.
 
 ``results.json``::
@@ -51,7 +55,9 @@ METRICS_FILE = "metrics.jsonl"
 RUN_CONFIG_FILE = "run.json"
 LOSS_PLOT_FILE = "loss.png"
 CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
 SFT_DIR_PREFIX = "sft-"
+SFT_WEIGHTS_FILE = "model.safetensors"
 
 PathLike = str | os.PathLike
 
@@ -78,6 +84,11 @@ def loss_plot_path(folder: PathLike) -> Path:
     return Path(folder) / LOSS_PLOT_FILE
 
 
+def tensorboard_dir(folder: PathLike) -> Path:
+    """The TensorBoard event files of a stage folder, an SFT folder or a single-mix run's ``out_dir``."""
+    return Path(folder) / TENSORBOARD_DIR
+
+
 def stage_dir(run_dir: PathLike, stage: str) -> Path:
     """``RUN/<stage>/``: the output folder of a pretrain or midtrain stage."""
     return Path(run_dir) / stage
@@ -88,6 +99,11 @@ def sft_dir(run_dir: PathLike, task: str, results: dict[str, Any] | None = None)
     entry = ((results or {}).get("sft") or {}).get(task)
     recorded = entry.get("dir") if isinstance(entry, dict) else None
     return Path(run_dir) / (str(recorded) if recorded else f"{SFT_DIR_PREFIX}{task}")
+
+
+def sft_weights_path(folder: PathLike) -> Path:
+    """The finetuned weights in an SFT folder (``RUN/sft-<task>/model.safetensors``)."""
+    return Path(folder) / SFT_WEIGHTS_FILE
 
 
 def checkpoints_dir(out_dir: PathLike) -> Path:

@@ -32,7 +32,8 @@ from trainer.sft_data import SFTSet, collate, epoch_order
 class SFTConfig:
     """An SFT stage's hyperparameters (the keys of a ``[[stages]]`` table of ``kind = "sft"``,
     or a table of its own). ``warmup`` < 1 is a fraction of the steps, >= 1 a count;
-    ``max_steps = 0``: as many as ``epochs`` take; ``eval_interval = 0``: evaluate at the end only."""
+    ``max_steps = 0``: as many as ``epochs`` take; ``eval_interval = 0``: evaluate at the end only;
+    ``save_weights``: keep the finetuned weights in ``RUN/sft-<task>/`` (for ``trainer export --sft``)."""
 
     lr: float = 1e-4
     min_lr: float = 0.0
@@ -47,6 +48,7 @@ class SFTConfig:
     eval_interval: int = 0
     eval_batch: int = 16
     max_steps: int = 0
+    save_weights: bool = True
 
     def __post_init__(self) -> None:
         require_positive(self, "lr", "epochs", "micro_batch", "grad_accum", "seq_len", "eval_batch", "grad_clip")

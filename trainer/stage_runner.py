@@ -4,7 +4,10 @@ the files it writes are named and laid out by ``trainer.run_dir``.
 Each pretrain/midtrain stage is one ``trainer.train.train`` call with its own output
 directory ``RUN/<stage>/``, continuing from the previous stage's final checkpoint. After
 it, the final model is evaluated (held-out loss, every task's validation loss). Each
-SFT task starts from that model's weights and writes ``RUN/sft-<task>/metrics.jsonl``.
+SFT task starts from that model's weights and writes ``RUN/sft-<task>/metrics.jsonl``,
+its TensorBoard events and (``save_weights``, the default) the finetuned weights as a
+Hugging Face folder's ``config.json`` + ``model.safetensors``, which ``trainer export --sft``
+completes with the tokenizer.
 ``RUN/results.json`` is rewritten (atomically) after every stage, evaluation and task; a
 stage evaluation or SFT task whose ``content_key`` is already recorded is not run again.
 """
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from mixkit.errors import MixkitError
 from mixkit.mix.stream import MixStream
@@ -25,6 +27,7 @@ from mixkit.store import TokenStore
 from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
 from trainer.evaluate import heldout_loss, task_loss
+from trainer.hf import write_hf_files
 from trainer.model import GPTNeoX
 from trainer.run_dir import (
     MetricsLog,
@@ -32,6 +35,7 @@ from trainer.run_dir import (
     metrics_path,
     resume_results,
     sft_dir,
+    sft_weights_path,
     stage_dir,
     write_results,
     write_run_config,
@@ -40,11 +44,17 @@ from trainer.sft import finetune
 from trainer.sft_data import load_task
 from trainer.stages import RunConfig, SFTStageConfig, TrainStageConfig
 from trainer.train import resolve_device, train
+from trainer.train_log import TrainLogger, is_main_process
 
 
 def run_stages(cfg: RunConfig, *, branch_from: str = "", log=print) -> dict[str, Any]:
-    """Run every stage of ``cfg`` (skipping finished ones); return the results dict."""
-    return StageRunner(cfg, branch_from=branch_from, log=log).run()
+    """Run every stage of ``cfg`` (skipping finished ones); return the results dict. ``log`` gets
+    the progress messages on rank 0 only."""
+    return StageRunner(cfg, branch_from=branch_from, log=log if is_main_process() else _quiet).run()
+
+
+def _quiet(*_: Any) -> None:
+    pass
 
 
 class StageRunner:
@@ -172,9 +182,13 @@ class StageRunner:
 
     def run_sft(self, stage: SFTStageConfig, task: str, weights: str, results: dict[str, Any]) -> None:
         sft = stage.sft
-        key = content_key({"weights": weights, "identity": _weights_identity(weights), "sft": sft.to_dict(), "task": self.cfg.tasks[task].__dict__,
+        # save_weights changes no number: it is not part of the key, but a task recorded without
+        # its weights is run again when they are asked for
+        numbers = {k: v for k, v in sft.to_dict().items() if k != "save_weights"}
+        key = content_key({"weights": weights, "identity": _weights_identity(weights), "sft": numbers, "task": self.cfg.tasks[task].__dict__,
                      "seed": self.cfg.seed, "heldout": results["heldout"]})
-        if results["sft"].get(task, {}).get("key") == key:
+        out = sft_dir(self.run_dir, task)
+        if results["sft"].get(task, {}).get("key") == key and (not sft.save_weights or sft_weights_path(out).is_file()):
             self.log(f"[{self.cfg.name}] sft {task}: done before, skipped")
             return
         train_set, val_set = self.task_data(task, sft.seq_len)
@@ -183,24 +197,26 @@ class StageRunner:
                 self.log(f"[{self.cfg.name}] sft {task}: {data.truncated_prompt} {split} prompts and "
                          f"{data.truncated_answer} answers truncated to seq_len {sft.seq_len}")
         model = self._load_model(weights)
-        out = sft_dir(self.run_dir, task)
         metrics = MetricsLog(metrics_path(out))
         self.log(f"[{self.cfg.name}] sft {task}: {len(train_set)} train / {len(val_set)} validation examples, "
                  f"{sft.steps_for(len(train_set))} steps")
-        bar = tqdm(total=sft.steps_for(len(train_set)), desc=f"sft {task}", unit="step", disable=None)
+        logger = TrainLogger(self.cfg.logging, out, total=sft.steps_for(len(train_set)), desc=f"sft {task}",
+                             enabled=is_main_process())
 
-        def progress(done: int, total: int, loss: float) -> None:
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.update(1)
+        def log(record: dict[str, Any]) -> None:
+            metrics.write(record)
+            logger.log(record)
 
         try:
             summary = finetune(model, train_set, val_set, sft, seed=self.cfg.seed, device=self.device,
                                heldout=self.heldout(), heldout_docs=self.cfg.heldout_docs,
-                               heldout_seq_len=self.cfg.eval_seq_len or self.train_seq_len or None, log=metrics.write, task=task,
-                               autocast=self.autocast, progress=progress)
+                               heldout_seq_len=self.cfg.eval_seq_len or self.train_seq_len or None, log=log, task=task,
+                               autocast=self.autocast)
         finally:
-            bar.close()
+            logger.close()
             metrics.close()
+        if sft.save_weights and is_main_process():
+            write_hf_files(model, out)
         summary.update(key=key, dir=out.name, weights=self.relative(weights), val_examples_sha256=val_set.fingerprint())
         results["sft"][task] = summary
         write_results(self.run_dir, results)

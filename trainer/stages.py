@@ -31,7 +31,8 @@ A run config lists stages in order (``[[stages]]`` tables)::
     val = "gsm8k/test.jsonl"
 
 A pretrain or midtrain stage starts from the stage before it, from ``init`` (a
-checkpoint directory, or a Hugging Face GPT-NeoX directory for weights only), or from
+checkpoint directory, or for weights only a Hugging Face GPT-NeoX folder or a hub id with
+``init_revision``, e.g. ``"EleutherAI/pythia-70m"`` at ``"step100000"``), or from
 ``trainer train --from CHECKPOINT`` for the first stage. Continuing from a checkpoint
 of step S keeps the optimizer state and the LR schedule, as the paper resumed Pythia
 from its step-S checkpoint with the mixture; the new stage's mix must have the same
@@ -69,12 +70,14 @@ from trainer.config import (
     require_non_negative,
     require_positive,
     require_steps,
+    take_old_keep_name,
 )
 from trainer.model import ModelSpec
 from trainer.optim import OptimConfig
 from trainer.run_dir import SFT_DIR_PREFIX
 from trainer.sft import SFTConfig
 from trainer.sft_data import TaskConfig
+from trainer.train_log import LoggingConfig
 
 STAGE_KINDS = ("pretrain", "midtrain", "sft")
 
@@ -93,7 +96,8 @@ class TrainStageConfig:
     mix: str
     name: str = ""  # "" = the kind
     until: int = 0  # stop after this step (0 = the end of the mix); the LR schedule spans the whole mix
-    init: str = ""  # a checkpoint to continue, or a Hugging Face directory to start from
+    init: str = ""  # a checkpoint to continue, or a Hugging Face folder or hub id to start from
+    init_revision: str = ""  # the hub revision of init ("step100000"; "" = main)
     micro_batch: int = 0  # 0 = the run's
     grad_accum: int = 0  # 0 = derived
     eval_interval: int = 0  # steps between evaluations during the stage (0 = only at its end)
@@ -157,6 +161,7 @@ class RunConfig:
     out_dir: str
     model: ModelSpec = field(default_factory=ModelSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     seed: int = 1234
     data_dir: str = ""
     tokenizer: str = ""
@@ -165,7 +170,8 @@ class RunConfig:
     compile: bool = False
     micro_batch: int = 8
     checkpoint_interval: int = 1000
-    keep_checkpoints: int = 2
+    keep_last: int = 2
+    keep_checkpoints: int = 0  # the old name of keep_last (0 = not given)
     keep_steps: list[int] = field(default_factory=list)
     heldout: str = ""  # a held-out token store: the forgetting measure
     heldout_docs: int = 1000
@@ -180,7 +186,8 @@ class RunConfig:
         for key in ("name", "out_dir"):
             if not getattr(self, key):
                 raise invalid(key, "must not be empty")
-        require_positive(self, "micro_batch", "checkpoint_interval", "keep_checkpoints", "heldout_docs", "eval_batch")
+        take_old_keep_name(self)
+        require_positive(self, "micro_batch", "checkpoint_interval", "keep_last", "heldout_docs", "eval_batch")
         require_non_negative(self, "seed", "eval_seq_len", "peak_flops")
         require_steps(self, "keep_steps")
         if not self.stages:
@@ -212,8 +219,9 @@ class RunConfig:
             grad_accum=stage.grad_accum, precision=self.precision, compile=self.compile, device=self.device,
             init_from=stage.init if stage.init and not ckpt.is_checkpoint(stage.init) else "",
             branch_from=branch_from, stop_step=stage.until, checkpoint_interval=self.checkpoint_interval,
-            keep_checkpoints=self.keep_checkpoints, keep_steps=list(self.keep_steps),
-            eval_interval=stage.eval_interval, peak_flops=self.peak_flops,
+            keep_last=self.keep_last, keep_steps=list(self.keep_steps),
+            eval_interval=stage.eval_interval, peak_flops=self.peak_flops, logging=self.logging,
+            init_revision=stage.init_revision if stage.init and not ckpt.is_checkpoint(stage.init) else "",
         )
 
 

@@ -8,7 +8,8 @@ One optimizer step at step s:
    ranks on the last one), so the gradient is that of the mean loss over the global batch;
 3. all-reduce the loss and per-source loss sums; stop on a non-finite loss;
 4. clip the gradient norm, AdamW step, LR schedule step;
-5. log; every ``checkpoint_interval`` steps (and at the end) save a checkpoint.
+5. log (``metrics.jsonl``; progress, TensorBoard and W&B through ``trainer.train_log``);
+   every ``checkpoint_interval`` steps (and at the end) save a checkpoint.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``) it joins a process group (NCCL on
 CUDA, gloo on CPU) and wraps the model in DistributedDataParallel; rank 0 writes logs and
@@ -23,7 +24,6 @@ import hashlib
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +32,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig
 from trainer.data import check_stream, micro_batches, open_stream, plan_accumulation
-from trainer.hf import from_hf
+from trainer.hf import from_hf, resolve_pretrained
 from trainer.metrics import peak_flops
-from trainer.model import GPTNeoX
+from trainer.model import GPTNeoX, ModelConfig
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.plot import plot_loss
 from trainer.run_dir import MetricsLog, loss_plot_path, metrics_path, read_metrics
+from trainer.train_log import TrainLogger
 
 
 @dataclass
@@ -77,10 +77,16 @@ def _seed_everything(seed: int) -> None:
 
 
 def _build_model(cfg: TrainConfig) -> GPTNeoX:
+    """A fresh model, or the weights of ``init_from``: one of our checkpoints, a Hugging Face
+    folder, or a hub id at ``init_revision``."""
     mcfg = cfg.model_config()
     if not cfg.init_from:
         return GPTNeoX(mcfg)
-    model = from_hf(cfg.init_from)
+    if ckpt.is_checkpoint(cfg.init_from):
+        model = GPTNeoX(ModelConfig(**ckpt.read_meta(Path(cfg.init_from))["model_config"]), init=False)
+        ckpt.load_weights(model, cfg.init_from)
+    else:
+        model = from_hf(resolve_pretrained(cfg.init_from, cfg.init_revision))
     if model.cfg != mcfg:
         diff = [k for k, v in mcfg.to_dict().items() if model.cfg.to_dict()[k] != v]
         raise MixkitError(f"init_from {cfg.init_from}: its model.{diff[0]} differs from the config's")
@@ -149,7 +155,9 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     scheduler = make_scheduler(optimizer, cfg.optim, total_steps)
     out_dir = Path(cfg.out_dir)
     meta = {"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "mix_fingerprint": stream.fingerprint,
-            "source_names": list(stream.source_names), "world_size": world, "total_steps": total_steps}
+            "source_names": list(stream.source_names), "world_size": world, "total_steps": total_steps,
+            "tokenizer_sha256": getattr(stream, "tokenizer_sha256", None),
+            "tokenizer": (getattr(stream, "manifest", None) or {}).get("tokenizer")}
 
     start_step = 0
     latest = ckpt.latest_checkpoint(out_dir)
@@ -176,10 +184,15 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
             ckpt.check_compatible(old, meta, latest)
         state = ckpt.load_state(source, device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
         start_step = int(old["step"])
+        if ckpt.is_weights_only(old):
+            # written at the end of the schedule: there is nothing left to train
+            if start_step < stop:
+                raise MixkitError(f"{source} holds the weights only: it cannot be continued to step {stop}")
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            ckpt.set_rng_state(state["rng"])
 
     train_model: torch.nn.Module = model
     if world > 1:
@@ -196,8 +209,14 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     tokens_per_step = int(stream.global_batch) * int(stream.seq_len)
     flops_per_token = model.flops_per_token(int(stream.seq_len))
     peak = peak_flops(device, precision, cfg.peak_flops)
-    bar = tqdm(total=stop, initial=start_step, disable=not (is_main and sys.stderr.isatty()),
-               desc="train", unit="step", dynamic_ncols=True)
+    logger = TrainLogger(cfg.logging, out_dir, total=stop, initial=start_step, desc=out_dir.name or "train",
+                         enabled=is_main and start_step < stop, config=meta["config"])
+
+    def emit(record: dict[str, Any]) -> None:
+        if log is not None:
+            log.write(record)
+        logger.log(record)
+
     last_loss = None
     last_saved = latest
 
@@ -243,34 +262,32 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
             record["source_loss"] = {n: float(stats[1 + j] / counts[j]) for j, n in enumerate(names) if counts[j] > 0}
             if peak:
                 record["mfu"] = flops_per_token * tok_s / (peak * world)
-            if log is not None:
-                log.write(record)
-            postfix = {"loss": f"{step_loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
-            if peak:
-                postfix["mfu"] = f"{100 * record['mfu']:.1f}%"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
+            emit(record)
 
             done = step + 1
             if eval_stream is not None and cfg.eval_interval and done % cfg.eval_interval == 0:
                 eval_loss = evaluate(train_model, eval_stream, cfg.eval_batches, rank, world, device, autocast)
-                if log is not None:
-                    log.write({"step": step, "eval_loss": eval_loss})
+                if is_main:
+                    emit({"step": step, "eval_loss": eval_loss})
             if evaluate_fn is not None and cfg.eval_interval and done % cfg.eval_interval == 0 and done < stop:
-                if log is not None:
-                    log.write({"step": step, **evaluate_fn(model)})
+                if is_main:
+                    emit({"step": step, **evaluate_fn(model)})
                 if world > 1:
                     dist.barrier()
             if done % cfg.checkpoint_interval == 0 or done == stop or done in cfg.keep_steps:
                 if is_main:
+                    # At the stop step only the final checkpoint (and keep_steps) stay; at the end of
+                    # the schedule nothing can continue it, so it holds the weights only.
                     meta["last_batch_sha256"] = _batch_digest(stream, step)
                     last_saved = ckpt.save_checkpoint(out_dir, done, model=model, optimizer=optimizer,
-                                                      scheduler=scheduler, meta=meta, keep=cfg.keep_checkpoints,
-                                                      keep_steps=cfg.keep_steps)
+                                                      scheduler=scheduler, meta=meta,
+                                                      keep=1 if done == stop else cfg.keep_last,
+                                                      keep_steps=cfg.keep_steps,
+                                                      full=done < total_steps or done in cfg.keep_steps)
                 if world > 1:
                     dist.barrier()
     finally:
-        bar.close()
+        logger.close()
         if log is not None:
             log.close()
 

@@ -104,7 +104,7 @@ def test_run_tables_and_mix_plans(tmp_path):
     assert pre["keep_steps"] == [10, 30, 50]
     var = s.run_table(PlannedRun("code20-at10-s1", 1, "code20-at10", 10, 100),
                       [{"kind": "midtrain", "name": "midtrain", "mix": "m"}])
-    assert var["keep_steps"] == [] and var["keep_checkpoints"] == 1
+    assert var["keep_steps"] == [] and var["keep_last"] == 1
     plans = mix_plans(s.cfg)
     base = plans["quickstart-pretrain-s1"]
     assert [(p.start_step, p.weights) for p in base.phases] == [(0, {"c4": 1.0})]

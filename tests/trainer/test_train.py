@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli.train_cmds import train as train_cmd
@@ -40,7 +41,7 @@ def one_thread():
 
 def make_cfg(out_dir, **kw):
     table = {"mix": "python:tests.support:tiny_stream", "out_dir": str(out_dir), "steps": 12, "micro_batch": 2,
-             "model": {"name": "tiny"}, "optim": {"lr": 3e-3}, "checkpoint_interval": 4, "keep_checkpoints": 2}
+             "model": {"name": "tiny"}, "optim": {"lr": 3e-3}, "checkpoint_interval": 4, "keep_last": 2}
     for key, value in kw.items():
         if "." in key:
             section, name = key.split(".")
@@ -80,11 +81,36 @@ def test_outputs_metrics_checkpoints_and_plot(tmp_path):
     assert set(first["source_loss"]) == {"web", "math"}
     # sources alternate rows, so the step loss is the mean of the two per-source losses
     assert first["loss"] == pytest.approx(sum(first["source_loss"].values()) / 2, rel=1e-6)
-    assert [p.name for p in list_checkpoints(out)] == ["step_00000008", "step_00000012"]  # keep last 2
+    # a finished run keeps its final checkpoint only, weights only: the schedule is over
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000012"]
     meta = read_meta(latest_checkpoint(out))
     assert meta["step"] == 12 and meta["mix_fingerprint"] == tiny_stream().fingerprint
-    assert meta["config"]["model"]["name"] == "tiny"
+    assert meta["config"]["model"]["name"] == "tiny" and meta["weights_only"]
+    assert meta["tokenizer_sha256"] == tiny_stream().tokenizer_sha256
+    assert set(torch.load(latest_checkpoint(out) / "state.pt", weights_only=False)) == {"model"}
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoints_kept_are_what_continuing_and_branching_need(tmp_path):
+    """Stopped before the schedule's end: the stop step's checkpoint is whole (it will be continued),
+    and keep_steps stay whole; older periodic ones go. Resumed to the end: the final one is weights only."""
+    out = tmp_path / "run"
+    train(make_cfg(out, steps=12, stop_step=8, checkpoint_interval=2, keep_steps=[2]))
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000002", "step_00000008"]
+    for p in list_checkpoints(out):
+        assert not read_meta(p)["weights_only"]
+        assert set(torch.load(p / "state.pt", weights_only=False)) == {"model", "optimizer", "scheduler", "rng"}
+    train(make_cfg(out, steps=12, checkpoint_interval=2, keep_steps=[2]), resume=True)
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000002", "step_00000012"]
+    final = latest_checkpoint(out)
+    assert read_meta(final)["weights_only"] and (final / "state.pt").stat().st_size < (
+        list_checkpoints(out)[0] / "state.pt").stat().st_size / 2
+    # a finished run resumed again has nothing to do; its weights-only checkpoint cannot be branched from
+    assert train(make_cfg(out, steps=12, checkpoint_interval=2, keep_steps=[2]), resume=True).last_loss is None
+    with pytest.raises(MixkitError, match="holds the weights only"):
+        train(make_cfg(tmp_path / "branch", steps=12, branch_from=str(final)))
+    # keep_checkpoints is keep_last's old name
+    assert make_cfg(out, keep_checkpoints=5).keep_last == 5
 
 
 def test_same_seed_same_losses_other_seed_differs(tmp_path):
@@ -200,9 +226,14 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "cli.trainer_cli", "train", "--set", "mix=python:tests.support:tiny_stream",
            "--set", f"out_dir={out}", "--set", f"steps={steps}", "--set", "micro_batch=2", "--set", "model.name=tiny",
-           "--set", "optim.lr=3e-3", "--set", "checkpoint_interval=4"]
+           "--set", "optim.lr=3e-3", "--set", "checkpoint_interval=4", "--set", "logging.log_interval=2"]
     proc = subprocess.run(cmd, cwd=REPO, env=env_for_subprocess(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # only rank 0 prints and logs: each progress line once, one TensorBoard event file, one summary line
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("ddp step")]
+    assert [ln.split(" |")[0] for ln in progress] == ["ddp step 2/6", "ddp step 4/6", "ddp step 6/6"], proc.stderr[-3000:]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert proc.stderr.count("trained steps 0..6") == 1
     a, b = losses(single), losses(out)
     assert len(a) == len(b) == steps
     assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
