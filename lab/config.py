@@ -9,6 +9,7 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     seeds = [1234, 1235, 1236]  # every variant runs with every seed: init, data order and SFT order
     variant_seeds = 3           # optional: only the first N seeds for the non-baseline variants (budget)
     metric = "js"               # distance for the proximity advantage
+    protocol = "all"            # counts: "all" tokens, or "paper" (the authors' 1,000 docs × 512 tokens sampling)
 
     [corpora]                   # token stores to make: sources (globs; "@samples/" = bundled), preset
     c4 = { sources = ["@samples/c4.jsonl.gz"], preset = "c4", holdout_docs = 100 }
@@ -73,6 +74,7 @@ from mixkit.mixture import Mixture
 from mixkit.presets import PRESETS
 from mixkit.samples import SAMPLES_DIR
 from mixkit.toml_file import read_toml
+from mixkit.unigram import PROTOCOLS
 from trainer.model import ModelSpec
 from trainer.optim import OptimConfig
 from trainer.sft import SFTConfig
@@ -227,6 +229,7 @@ class StudyConfig:
     seeds: list[int]
     variant_seeds: int  # how many of the seeds the non-baseline variants run with
     metric: str
+    protocol: str  # how the unigram distributions behind the proximity are counted (mixkit.unigram.PROTOCOLS)
     corpora: dict[str, Corpus]
     schedule: Schedule
     variants: dict[str, Variant]  # the baseline first, then the config's (or the grid's) order
@@ -262,7 +265,7 @@ class StudyConfig:
         return [v for v in self.variants.values() if v.name != self.baseline]
 
 
-TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
+TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
             "optim", "train", "sft", "sweep")
 
 
@@ -323,6 +326,9 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     metric = coerce(table.get("metric", "js"), str, top, "metric")
     if metric not in METRIC_NAMES:
         raise top.error("metric", f"must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
+    protocol = coerce(table.get("protocol", "all"), str, top, "protocol")
+    if protocol not in PROTOCOLS:
+        raise top.error("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
 
     corpora_table = _table(table, "corpora", top)
     corpora = {}
@@ -453,7 +459,7 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
         raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len "
                                               f"{model.build().max_seq_len}")
 
-    return StudyConfig(name=name, seeds=seeds, variant_seeds=variant_seeds, metric=metric, corpora=corpora, schedule=schedule, variants=variants,
+    return StudyConfig(name=name, seeds=seeds, variant_seeds=variant_seeds, metric=metric, protocol=protocol, corpora=corpora, schedule=schedule, variants=variants,
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
                        sweep=sweep, tokenizer=tokenizer, start_steps=start_steps,
                        tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},

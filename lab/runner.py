@@ -167,24 +167,38 @@ class StudyRunner:
 
     # -- 2. distances ----------------------------------------------------------------------------------
 
-    def measure(self) -> dict[str, Any]:
-        """The distance matrix of the corpora, and each variant's proximity advantage per task
-        (measured once per distinct mixture)."""
-        labels = list(self.cfg.corpora)
-        dists = {n: distribution(n, data_dir=self.data_dir, progress=False).probs for n in labels}
-        matrix = distance_matrix([dists[n] for n in labels], self.cfg.metric)
-        pretrain = dists[self.cfg.schedule.pretrain]
+    def proximity(self, metric: str, protocol: str) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+        """Each variant's proximity advantage per task (once per distinct mixture), and the corpora's
+        unigram distributions, counted with ``protocol`` and compared with ``metric``."""
+        cfg = self.cfg
+        pretrain_name = cfg.schedule.pretrain
+
+        def dist(spec: str):
+            return distribution(spec, data_dir=self.data_dir, protocol=protocol, base=pretrain_name,
+                                progress=False).probs
+
+        dists = {n: dist(n) for n in cfg.corpora}
         by_mixture: dict[str, dict[str, float]] = {}
-        for v in self.cfg.variants.values():
-            key = str(self.cfg.mixture(v.name))
+        for v in cfg.variants.values():
+            key = str(cfg.mixture(v.name))
             if key not in by_mixture:
-                mix = distribution(key, data_dir=self.data_dir, progress=False).probs
+                mix = dist(key)
                 by_mixture[key] = {
-                    task: proximity_advantage(pretrain, mix, dists[self.cfg.task_target(task)], self.cfg.metric)[2]
-                    for task in self.cfg.tasks
+                    task: proximity_advantage(dists[pretrain_name], mix, dists[cfg.task_target(task)], metric)[2]
+                    for task in cfg.tasks
                 }
-        proximity = {v.name: by_mixture[str(self.cfg.mixture(v.name))] for v in self.cfg.variants.values()}
+        return {v.name: by_mixture[str(cfg.mixture(v.name))] for v in cfg.variants.values()}, dists
+
+    def measure(self) -> dict[str, Any]:
+        """The distance matrix of the corpora, each variant's proximity advantage per task with the study's
+        metric and protocol and (for the report's robustness line) with the other one, and the unigram control."""
+        labels = list(self.cfg.corpora)
+        proximity, dists = self.proximity(self.cfg.metric, self.cfg.protocol)
+        matrix = distance_matrix([dists[n] for n in labels], self.cfg.metric)
+        alt_metric, alt_protocol = ("js", "all") if self.cfg.metric == "paper" else ("paper", "paper")
+        alt, _ = self.proximity(alt_metric, alt_protocol)
         return {"distance": {"labels": labels, "matrix": matrix.tolist()}, "proximity": proximity,
+                "proximity_alt": {"metric": alt_metric, "protocol": alt_protocol, "values": alt},
                 "unigram": self.unigram_control()}
 
     def unigram_control(self) -> dict[str, Any]:
@@ -378,6 +392,8 @@ class StudyRunner:
             "variants": variants,
             "pretrain_runs": {str(seed): run_path(base_run_name(seed)) for seed in cfg.seeds},
             "proximity": measured["proximity"],
+            "protocol": cfg.protocol,
+            "proximity_alt": measured["proximity_alt"],
             "unigram": measured["unigram"],
             "tokenizer": self.tokenizer_summary(),
             "task_targets": {t: cfg.task_target(t) for t in cfg.tasks},

@@ -69,6 +69,7 @@ def test_typo_in_any_table_is_refused_at_load(tmp_path, path, key):
     (("variants", "code20"), "c4:x", "[variants] code20:"),
     (("train", "device"), "tpu", "[train] device: expected one of"),
     (("metric",), "nope", "top level metric: must be one of"),
+    (("protocol",), "some", "top level protocol: must be one of all, paper"),
 ])
 def test_bad_values_are_located(tmp_path, path, value, words):
     table = copy.deepcopy(QUICKSTART)

@@ -48,6 +48,9 @@ def test_shortened_quickstart_end_to_end(tmp_path, monkeypatch):
     assert "gsm8k" in report and "code20" in report
     assert "**Not interpretable: the models have not learned beyond token frequencies" in report
     assert "Unigram cross-entropy of the held-out C4 tokens" in report
+    assert exp["protocol"] == "all" and exp["proximity_alt"]["metric"] == "paper"
+    assert set(exp["proximity_alt"]["values"]) == set(exp["variants"])
+    assert "Robustness, with the paper distance and protocol `paper`" in report
     assert "SFT validation loss" in result.output or "gsm8k" in result.output
 
     # Everything is cached: a second run trains nothing and gives the same results.
