@@ -66,6 +66,7 @@ from trainer.stage_runner import run_stages
 from trainer.stages import RunConfig, run_config_from_dict
 
 LOGS_DIR = "logs"
+CONFIG_COPY = "config.toml"  # the study's config file, copied into its output folder
 
 
 def format_duration(seconds: float) -> str:
@@ -418,8 +419,11 @@ class StudyRunner:
         return out
 
     def prepare(self) -> dict[str, Any]:
-        """Stores, distances, experiment.json and mixes: everything before training."""
+        """Stores, distances, experiment.json and mixes: everything before training (and a copy of
+        the config file, so the folder says what made it)."""
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.config_path:
+            atomic.write_text(self.out / CONFIG_COPY, Path(self.config_path).read_text())
         self.tokenize()
         measured = self.measure()
         atomic.write_json(self.out / EXPERIMENT_FILE, self.summary(measured))

@@ -28,6 +28,7 @@ def test_shortened_quickstart_end_to_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "report.md").exists()
+    assert (out / "config.toml").read_text() == config.read_text(), "the folder keeps the config that made it"
     exp = json.loads((out / "experiment.json").read_text())
     assert set(exp["variants"]) == {"base", "code20", "code100"}
     assert set(exp["variants"]["base"]["runs"]) == {"1234", "1235"}
