@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.mixkit_cli import main
 from mixkit.errors import MixkitError
 from mixkit.presets import TextSpec
 from mixkit.readers import Record
 from mixkit.store import TokenStore
 from mixkit.tokenize import TokenizeConfig, tokenize
 from mixkit.tokenizer_training import EOS_TOKEN, _Documents, _sample, train_tokenizer
+from tests import support
+from tests.support import run_cli
 
 C4 = TextSpec(preset="c4")
 SLICE = 200  # documents of the bundled c4 sample the fast tests train on
@@ -47,20 +47,12 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def run_cli_fail(*args: str) -> str:
     """The command fails with one ``Error: ...`` line and no traceback."""
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
+    output = support.run_cli_fail(*args)
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    return output
 
 
 def write_jsonl(path: Path, records) -> Path:

@@ -28,17 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 TRAINER = str(Path(sys.executable).with_name("trainer"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the subprocesses use one too)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_cfg(out_dir, **kw):
     table = {"mix": "python:tests.support:tiny_stream", "out_dir": str(out_dir), "steps": 12, "micro_batch": 2,
              "model": {"name": "tiny"}, "optim": {"lr": 3e-3}, "checkpoint_interval": 4, "keep_last": 2}

@@ -22,16 +22,6 @@ TRAINER = str(Path(sys.executable).with_name("trainer"))
 LINE = re.compile(r"^run step (\d+)/12 \| loss \d+\.\d{4} \| lr \d\.\d\de[-+]\d\d \| [\d,]+ tok/s \| ETA \d+s$")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def cfg(out, **logging):
     return config_from_dict({"mix": "python:tests.support:tiny_stream", "out_dir": str(out), "steps": 12,
                              "micro_batch": 4, "model": {"name": "tiny"}, "checkpoint_interval": 6,
