@@ -42,6 +42,10 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
         weights = phase.normalized()
         ids = np.array([names.index(k) for k in weights], dtype=np.int16)
         w = np.array(list(weights.values()), dtype=np.float64)
+        if plan.shuffle == "megatron":
+            # Megatron normalises a blend's weights twice (its builder, then BlendedDataset), and
+            # the second division can move the last bit, which decides near-ties of the blend.
+            w = w / np.sum(w)
         lo, hi = start * gb, end * gb
         stream_start = used.copy()
         blend_into(w, ids, used[ids], ds[lo:hi], sn[lo:hi])

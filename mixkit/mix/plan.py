@@ -125,6 +125,8 @@ class MixPlan:
                 "shuffle",
                 f"'megatron' takes a one-phase plan (Megatron's datasets have no phases), got {len(self.phases)} phases",
             )
+        if self.shuffle == "megatron" and self.seed >= 2**32:
+            raise invalid("seed", f"shuffle 'megatron' seeds numpy's RandomState, which takes seeds below 2**32, got {self.seed}")
         names = self.datasets
         if len(names) > MAX_DATASETS:
             raise invalid("phases", f"a mix takes at most {MAX_DATASETS} datasets, got {len(names)}")
