@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mixkit.config import field_default
-from mixkit.mix.plan import MixPlan, plan_from_options
+from mixkit.mix.plan import SHUFFLES, MixPlan, plan_from_options
 
 
 @click.command("build-mix")
@@ -23,10 +23,11 @@ from mixkit.mix.plan import MixPlan, plan_from_options
 @click.option("--global-batch", type=int, help=f"Samples per step [default: {field_default(MixPlan, 'global_batch')}].")
 @click.option("--seed", type=int, help=f"Shuffle seed [default: {field_default(MixPlan, 'seed')}].")
 @click.option("--world-size", type=int, default=field_default(MixPlan, "world_size"), show_default=True, help="Check the global batch splits over this many ranks.")
+@click.option("--shuffle", type=click.Choice(SHUFFLES), help=f"Sample order of each dataset: mixkit's per-epoch shuffles, or megatron.core GPTDataset/BlendedDataset's (one-phase plans) [default: {field_default(MixPlan, 'shuffle')}].")
 @click.option("--allow-repeat", is_flag=True, help="Allow reading a dataset more than once (fresh shuffle each epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix of that name.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
-def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_len, global_batch, seed, world_size, allow_repeat, overwrite, data_dir):
+def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_len, global_batch, seed, world_size, shuffle, allow_repeat, overwrite, data_dir):
     """Build a deterministic mixed sample stream, readable at any step in O(1).
 
     \b
@@ -40,6 +41,7 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
     plan = plan_from_options(
         base=base, add=add, ratio=ratio, start_step=start_step, phases=phases, plan_file=plan_file, steps=steps,
         seq_len=seq_len, global_batch=global_batch, seed=seed, allow_repeat=allow_repeat, world_size=world_size,
+        shuffle=shuffle,
     )
     out = build(plan, name, data_dir, overwrite=overwrite)
     click.echo(f"wrote mix '{name}' to {out}")

@@ -18,7 +18,14 @@ from tqdm import tqdm
 from mixkit import __version__, atomic
 from mixkit.errors import MixkitError
 from mixkit.mix import format as mixfmt
-from mixkit.mix.indices import blend_into, epoch_indices, num_samples_for
+from mixkit.mix.indices import (
+    blend_into,
+    epoch_indices,
+    megatron_dataset_sizes,
+    megatron_indices,
+    megatron_num_epochs,
+    num_samples_for,
+)
 from mixkit.mix.plan import MixPlan
 from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir
 
@@ -35,6 +42,10 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
         weights = phase.normalized()
         ids = np.array([names.index(k) for k in weights], dtype=np.int16)
         w = np.array(list(weights.values()), dtype=np.float64)
+        if plan.shuffle == "megatron":
+            # Megatron normalises a blend's weights twice (its builder, then BlendedDataset), and
+            # the second division can move the last bit, which decides near-ties of the blend.
+            w = w / np.sum(w)
         lo, hi = start * gb, end * gb
         stream_start = used.copy()
         blend_into(w, ids, used[ids], ds[lo:hi], sn[lo:hi])
@@ -53,6 +64,41 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
             }
         )
     return ds, sn, phases
+
+
+def megatron_layout(
+    plan: MixPlan, stores: list[TokenStore], used: np.ndarray
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """``(epochs, block_samples, block_documents, megatron_samples)`` of each dataset under
+    ``shuffle = "megatron"``: the sample count Megatron builds it for (the run's
+    ``steps * global_batch`` for one dataset, as a ``GPTDataset``; ``megatron_dataset_sizes``
+    of the phase's weights for a blend, as the ``BlendedDataset`` builder does), the epochs
+    that takes, and the size of its one index block (all ``E`` epochs, ``(E*T - 1) // L``
+    samples). Refuses, before anything is written, more than one epoch without
+    ``allow_repeat`` and a blend that would read past a dataset's index (Megatron's IndexError).
+    """
+    n_total = plan.steps * plan.global_batch
+    weights = list(plan.phases[0].normalized().values())
+    megatron_samples = [n_total] if len(stores) == 1 else megatron_dataset_sizes(weights, n_total)
+    epochs, block_samples, block_documents = [], [], []
+    for k, s in enumerate(stores):
+        e = megatron_num_epochs(s.num_tokens, megatron_samples[k], plan.seq_len)
+        if e > 1 and not plan.allow_repeat:
+            raise MixkitError(
+                f"dataset '{s.name}': Megatron's order builds it for {megatron_samples[k]} samples, {e} epochs of "
+                f"{(s.num_tokens - 1) // plan.seq_len} (documents repeat, epochs shuffled together); "
+                "pass --allow-repeat to accept that"
+            )
+        total = (e * s.num_tokens - 1) // plan.seq_len
+        if used[k] > total:
+            raise MixkitError(
+                f"dataset '{s.name}': the blend draws {int(used[k])} samples, more than the {total} "
+                "Megatron's order builds for it"
+            )
+        epochs.append(e)
+        block_samples.append(total)
+        block_documents.append(e * s.num_docs)
+    return epochs, block_samples, block_documents, megatron_samples
 
 
 def build_mix(
@@ -92,15 +138,19 @@ def build_mix(
     for p in phases:
         for k, v in p["samples"].items():
             used[names.index(k)] += v
-    epochs = [math.ceil(int(u) / s) for u, s in zip(used, per_epoch)]
-    if not plan.allow_repeat:
-        for k, e in enumerate(epochs):
-            if e > 1:
-                raise MixkitError(
-                    f"dataset '{names[k]}' would be read {used[k] / per_epoch[k]:.2f} times ({e} epochs: "
-                    f"{int(used[k])} samples, {per_epoch[k]} per epoch); pass --allow-repeat to repeat it "
-                    "with a fresh shuffle each epoch"
-                )
+    if plan.shuffle == "megatron":
+        epochs, block_samples, block_documents, megatron_samples = megatron_layout(plan, stores, used)
+    else:
+        epochs = [math.ceil(int(u) / s) for u, s in zip(used, per_epoch)]
+        block_samples, block_documents = per_epoch, [s.num_docs for s in stores]
+        if not plan.allow_repeat:
+            for k, e in enumerate(epochs):
+                if e > 1:
+                    raise MixkitError(
+                        f"dataset '{names[k]}' would be read {used[k] / per_epoch[k]:.2f} times ({e} epochs: "
+                        f"{int(used[k])} samples, {per_epoch[k]} per epoch); pass --allow-repeat to repeat it "
+                        "with a fresh shuffle each epoch"
+                    )
     for p in phases:
         p["tokens"] = {k: v * seq_len for k, v in p["samples"].items()}
         p["epochs"] = {k: v / per_epoch[names.index(k)] for k, v in p["samples"].items()}
@@ -119,18 +169,30 @@ def build_mix(
             "tokens_trained": int(used[k]) * seq_len,
             "epochs": epochs[k],
             "epochs_fraction": int(used[k]) / per_epoch[k],
+            "block_samples": block_samples[k],
+            "block_documents": block_documents[k],
             "files": mixfmt.dataset_files(k),
         }
         for k, s in enumerate(stores)
     ]
+    if plan.shuffle == "megatron":
+        for info, n in zip(datasets, megatron_samples):
+            info["megatron_num_samples"] = n
     try:
         with atomic.atomic_dir(out, overwrite=overwrite) as tmp:
             mixfmt.save_array(tmp, mixfmt.DATASET_INDEX, ds)
             mixfmt.save_array(tmp, mixfmt.DATASET_SAMPLE_INDEX, sn)
             del ds, sn
-            work = [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
+            if plan.shuffle == "megatron":
+                for k, s in enumerate(stores):
+                    files = mixfmt.dataset_files(k)
+                    built = megatron_indices(s.doc_lengths, seq_len, plan.seed, megatron_samples[k])
+                    for kind, arr in zip(mixfmt.EPOCH_ARRAYS, built):
+                        mixfmt.save_array(tmp, files[kind], arr)
+                    del built
+            work = [] if plan.shuffle == "megatron" else [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
             arrays: dict[int, dict[str, np.ndarray]] = {}
-            for k, s in enumerate(stores):
+            for k, s in enumerate(stores if work else []):
                 files = mixfmt.dataset_files(k)
                 n_docs, n_s = s.num_docs, per_epoch[k]
                 biggest = max(n_docs, int(np.max(s.doc_lengths)))
@@ -161,6 +223,7 @@ def build_mix(
                 "tokens_per_sample": seq_len,
                 "seed": plan.seed,
                 "allow_repeat": plan.allow_repeat,
+                "shuffle": plan.shuffle,
                 "source_names": names,
                 "datasets": datasets,
                 "phases": phases,

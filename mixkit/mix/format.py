@@ -12,10 +12,18 @@ holds (every array a ``.npy`` opened with ``mmap_mode='r'``)::
     d{k}_doc_idx.npy            int32 [E_k * n_docs]: epoch e's document order at [e*n_docs, ...)
     d{k}_sample_idx.npy         [E_k * (S_k + 1), 2]: epoch e's sample index at rows e*(S_k+1)...
     d{k}_shuffle_idx.npy        [E_k * S_k]: epoch e's sample shuffle at [e*S_k, ...)
+                                (with shuffle "megatron": one block over all E_k epochs, below)
     shares.png                  written by ``mixkit inspect`` (not part of the mix)
 
 (layouts of the per-epoch arrays: ``mixkit.mix.indices``; ``mix.json``'s ``files`` lists
-the ``d{k}_*`` names of dataset ``k`` under ``datasets[k]``). The mix fingerprint is the
+the ``d{k}_*`` names of dataset ``k`` under ``datasets[k]``). A dataset's three arrays are
+blocks laid back to back, ``datasets[k]``'s ``block_samples`` ``S`` and ``block_documents``
+``D`` giving their size: block ``b`` is ``doc_idx[b*D : (b+1)*D]``, ``sample_idx`` rows
+``[b*(S+1), (b+1)*(S+1))`` and ``shuffle_idx[b*S : (b+1)*S]``, and stream sample ``m``
+lies in block ``m // S``. With ``shuffle = "mixkit"`` a block is an epoch (``S`` =
+``samples_per_epoch``, ``D`` = ``documents``); with ``"megatron"`` there is one block,
+Megatron's whole index over its ``E`` epochs (``D = E * documents``, ``S = (E*T - 1) // L``;
+``megatron_num_samples`` records the sample count it was built for). The mix fingerprint is the
 sha256 of ``mix.json``'s content without the fingerprint (canonical JSON: sorted keys, no
 spaces), and that content lists every array file's sha256, so equal inputs give equal
 fingerprints.

@@ -34,6 +34,11 @@ non-negative, deficit), so with two datasets ``|c_k(n) - w_k n| <= 1``; with ``K
 datasets the deficit is below ``K - 1`` in theory, and the bound the tests hold is
 ``|c_k(n) - w_k n| <= 2.5`` for ``K <= 8`` (random and hill-climbed weights reach about
 2.05; three datasets about 1.5).
+
+The interleaving and ``build_sample_idx`` equal Megatron's ``helpers`` whatever the plan.
+The per-epoch order above is mixkit's own (``MixPlan.shuffle = "mixkit"``); with
+``"megatron"`` a dataset's three arrays are instead ``megatron_indices``: Megatron's
+``GPTDataset`` order, one ``RandomState(seed)`` over all the epochs it is built for.
 """
 
 from __future__ import annotations
@@ -277,4 +282,81 @@ def epoch_indices(
     n = sample_idx.shape[0] - 1
     shuffle_idx = np.arange(n, dtype=np.uint32 if n < np.iinfo(np.uint32).max - 1 else np.int64)
     rs.shuffle(shuffle_idx)
+    return doc_idx, sample_idx, shuffle_idx
+
+
+# -- Megatron's order -----------------------------------------------------------------------------
+
+MEGATRON_SURPLUS = 0.005  # BlendedMegatronDatasetConfig.mid_level_dataset_surplus, its default
+MEGATRON_FINAL_EPOCH_THRESHOLD = 0.80  # GPTDataset: a final epoch used below this share is shuffled apart
+
+
+def megatron_dataset_sizes(weights: list[float], size: int, surplus: float = MEGATRON_SURPLUS) -> list[int]:
+    """Samples Megatron builds each dataset of a blend for (``_get_size_per_split_per_dataset``).
+
+    ``ceil(ceil(size * w_k) * (1 + surplus))`` for the normalised weights ``w_k``: the
+    blend draws about ``size * w_k`` from dataset ``k``, and the surplus keeps its
+    rounding from running past the end. The result decides each dataset's epochs, hence
+    its order, so it is part of Megatron's order.
+    """
+    return [int(math.ceil(math.ceil(size * w) * (1 + surplus))) for w in weights]
+
+
+def megatron_num_epochs(tokens_per_epoch: int, num_samples: int, seq_length: int) -> int:
+    """``GPTDataset._get_num_epochs``: the fewest epochs whose tokens hold ``num_samples``
+    samples of ``seq_length + 1`` tokens (``E * T >= num_samples * L + 1``)."""
+    needed = num_samples * seq_length + 1
+    return max(1, -(-needed // tokens_per_epoch))
+
+
+def megatron_indices(
+    doc_lengths: np.ndarray, seq_length: int, seed: int, num_samples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(doc_idx, sample_idx, shuffle_idx)`` of megatron.core's ``GPTDataset`` over every
+    document of a store, built for ``num_samples`` samples with ``random_seed=seed``.
+
+    The steps of ``GPTDataset._build_document_sample_shuffle_indices`` (train split,
+    ``add_extra_token_to_sequence``), all drawn from one ``RandomState(seed)``:
+
+    * ``E = megatron_num_epochs(T, num_samples, L)`` epochs of the ``T`` tokens;
+    * ``doc_idx`` int32 ``[E * n_docs]``: the document ids ``E`` times over, shuffled as one
+      array, so epochs mix (a document may come back before another has come once);
+      when ``E > 1`` and the last epoch supplies fewer than ``int(0.8 * S_1)`` of the
+      samples (``S_1 = (T - 1) // L``) it is shuffled apart: the first ``E - 1`` epochs
+      together, then the last one ("separate final epoch");
+    * ``sample_idx`` ``[S + 1, 2]`` over that whole order, ``S = (E*T - 1) // L``
+      (``build_sample_idx``: samples run across epoch boundaries);
+    * ``shuffle_idx`` ``[S]``: ``arange(S)`` shuffled, or, with a separate final epoch, the
+      first ``S' = ((E-1)*T - 1) // L`` and the rest shuffled each on their own.
+
+    Stream sample ``m`` is ``sample_idx[shuffle_idx[m]]``, i.e. ``GPTDataset[m]``.
+    """
+    sizes = np.asarray(doc_lengths)
+    n_docs = sizes.size
+    tokens = int(sizes.sum(dtype=np.int64))
+    epochs = megatron_num_epochs(tokens, num_samples, seq_length)
+    separate_final = False
+    if epochs > 1:
+        before_final = ((epochs - 1) * tokens - 1) // seq_length
+        per_epoch = (tokens - 1) // seq_length
+        separate_final = num_samples - before_final < int(MEGATRON_FINAL_EPOCH_THRESHOLD * per_epoch)
+    rs = np.random.RandomState(seed)
+    one_epoch = np.arange(n_docs, dtype=np.int32)
+    if separate_final:
+        first = np.tile(one_epoch, epochs - 1)
+        rs.shuffle(first)
+        last = one_epoch.copy()
+        rs.shuffle(last)
+        doc_idx = np.concatenate((first, last))
+    else:
+        doc_idx = np.tile(one_epoch, epochs)
+        rs.shuffle(doc_idx)
+    sample_idx = build_sample_idx(sizes, doc_idx, seq_length, epochs, tokens)
+    total = sample_idx.shape[0] - 1
+    dtype = np.uint32 if total < np.iinfo(np.uint32).max - 1 else np.int64
+    first_part = before_final if separate_final else total
+    shuffle_idx = np.arange(total, dtype=dtype)
+    rs.shuffle(shuffle_idx[:first_part])
+    if separate_final:
+        rs.shuffle(shuffle_idx[first_part:])
     return doc_idx, sample_idx, shuffle_idx

@@ -14,7 +14,7 @@ Three ways to write one (all give a ``MixPlan``):
 * ``--phase "0:c4=1" --phase "6000:c4=0.8,code=0.15,math=0.05"``;
 * ``--plan plan.toml`` with the same phases::
 
-      steps = 61035          # optional here, as seq_len, global_batch, seed; the command line wins
+      steps = 61035          # optional here, as seq_len, global_batch, seed, shuffle; the command line wins
       [[phase]]
       start = 0
       weights = { c4 = 1.0 }
@@ -28,6 +28,15 @@ a bare name weighs 1). Configs follow ``mixkit.config``: ``MixPlan`` and ``Phase
 check themselves whole when made, and a plan file is read with ``from_table``, so its
 errors name the file, the table and the key. Each default is written once, in
 ``MixPlan``.
+
+``shuffle`` chooses how each dataset's samples are ordered (the blending is the same):
+``"mixkit"`` (the default) shuffles every epoch of a dataset on its own, seeded from
+``(seed, dataset name, epoch)``, so a dataset's stream does not depend on the plan and a
+longer or later-phase mix reads the same stream further; ``"megatron"`` builds the
+indices exactly as megatron.core's ``GPTDataset`` does (``RandomState(seed)`` per dataset,
+the sample count it is built for deciding its epochs), so the mix equals Megatron's
+``GPTDataset`` (one dataset) or ``BlendedDataset`` (several) sample for sample
+(``mixkit.mix.indices``). Megatron has no phases, so ``"megatron"`` takes a one-phase plan.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -45,6 +54,8 @@ from mixkit.mixture import Mixture
 from mixkit.toml_file import read_toml
 
 MAX_DATASETS = 32767  # dataset ids are int16, as in Megatron's BlendedDataset
+Shuffle = Literal["mixkit", "megatron"]
+SHUFFLES: tuple[str, ...] = get_args(Shuffle)  # how each dataset's samples are ordered (module docstring)
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class MixPlan:
     seed: int = 1234
     allow_repeat: bool = False
     world_size: int = 1
+    shuffle: Shuffle = "mixkit"
 
     def __post_init__(self) -> None:
         for fname in ("steps", "seq_len", "global_batch", "world_size"):
@@ -106,6 +118,15 @@ class MixPlan:
                 )
         if self.phases[-1].start_step >= self.steps:
             raise invalid("phases", f"phase start step {self.phases[-1].start_step} must be below steps ({self.steps})")
+        if self.shuffle not in SHUFFLES:
+            raise invalid("shuffle", f"expected 'mixkit' or 'megatron', got {self.shuffle!r}")
+        if self.shuffle == "megatron" and len(self.phases) > 1:
+            raise invalid(
+                "shuffle",
+                f"'megatron' takes a one-phase plan (Megatron's datasets have no phases), got {len(self.phases)} phases",
+            )
+        if self.shuffle == "megatron" and self.seed >= 2**32:
+            raise invalid("seed", f"shuffle 'megatron' seeds numpy's RandomState, which takes seeds below 2**32, got {self.seed}")
         names = self.datasets
         if len(names) > MAX_DATASETS:
             raise invalid("phases", f"a mix takes at most {MAX_DATASETS} datasets, got {len(names)}")
@@ -135,6 +156,7 @@ class MixPlan:
             "global_batch": self.global_batch,
             "seed": self.seed,
             "allow_repeat": self.allow_repeat,
+            "shuffle": self.shuffle,
         }
 
 
@@ -206,6 +228,7 @@ class PlanFile:
     seq_len: int | None = None
     global_batch: int | None = None
     seed: int | None = None
+    shuffle: Shuffle | None = None
 
     def __post_init__(self) -> None:
         if not self.phase:
@@ -214,10 +237,10 @@ class PlanFile:
 
 def load_plan_file(path: str | os.PathLike, **overrides: Any) -> MixPlan:
     """The plan in the TOML file ``path``, checked whole; ``overrides`` (``steps``, ``seq_len``,
-    ``global_batch``, ``seed``, ``allow_repeat``, ``world_size``) that are not None win over
-    the file's settings. Every error names the file."""
+    ``global_batch``, ``seed``, ``shuffle``, ``allow_repeat``, ``world_size``) that are not None
+    win over the file's settings. Every error names the file."""
     plan_file = from_table(PlanFile, read_toml(path, "plan file"), where_of(path))
-    settings = {k: getattr(plan_file, k) for k in ("steps", "seq_len", "global_batch", "seed")}
+    settings = {k: getattr(plan_file, k) for k in ("steps", "seq_len", "global_batch", "seed", "shuffle")}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return make_plan([p.phase() for p in plan_file.phase], **settings)
@@ -239,6 +262,7 @@ def plan_from_options(
     seed: int | None = None,
     allow_repeat: bool = False,
     world_size: int | None = None,
+    shuffle: str | None = None,
 ) -> MixPlan:
     """The plan of ``mixkit build-mix``: exactly one of the three forms (``base`` with ``add``,
     ``ratio``, ``start_step``; ``phases`` as ``--phase`` texts; a ``plan_file``) and the run
@@ -248,7 +272,7 @@ def plan_from_options(
     if base is None and (add is not None or ratio is not None):
         raise MixkitError("--add and --ratio go with --base")
     settings = dict(steps=steps, seq_len=seq_len, global_batch=global_batch, seed=seed,
-                    allow_repeat=allow_repeat, world_size=world_size)
+                    allow_repeat=allow_repeat, world_size=world_size, shuffle=shuffle)
     if plan_file is not None:
         return load_plan_file(plan_file, **settings)
     if base is not None:

@@ -1,10 +1,11 @@
 """``MixStream``: the batches of a built mix, readable at any step in O(1).
 
 Global sample ``n`` of a mix is dataset ``k = dataset_index[n]``'s stream sample
-``m = dataset_sample_index[n]``; with ``S`` samples per epoch of ``k``, that is epoch
-``e = m // S``, sample ``j = shuffle_idx[e*S + m % S]`` of the epoch, whose ``L + 1``
-tokens start at ``sample_idx[e*(S+1) + j]`` and end (inclusive) at the next row's
-position: ``(position in the epoch's doc_idx, offset in that document)``.
+``m = dataset_sample_index[n]``; with ``S`` samples per block of ``k``'s index arrays (an
+epoch, or Megatron's whole index: ``mixkit.mix.format``), that is block ``e = m // S``,
+sample ``j = shuffle_idx[e*S + m % S]`` of the block, whose ``L + 1`` tokens start at
+``sample_idx[e*(S+1) + j]`` and end (inclusive) at the next row's position: ``(position in
+the block's doc_idx, offset in that document)``.
 
 Step ``t`` is global samples ``[t*B, (t+1)*B)`` (``B`` the global batch); rank ``r`` of
 ``W`` takes rows ``[r*B/W, (r+1)*B/W)`` of it. ``batch`` reads those rows of the two
@@ -123,8 +124,10 @@ class MixStream:
                     mixfmt.load_array(path / files["doc_idx"]),
                     mixfmt.load_array(path / files["sample_idx"]),
                     mixfmt.load_array(path / files["shuffle_idx"]),
-                    int(info["samples_per_epoch"]),
-                    int(info["documents"]),
+                    # One block of the dataset's index arrays (mixkit.mix.format); mixes built
+                    # before blocks were recorded have one block per epoch.
+                    int(info.get("block_samples", info["samples_per_epoch"])),
+                    int(info.get("block_documents", info["documents"])),
                 )
             )
         self._packed = _pack(self._datasets)
