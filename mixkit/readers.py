@@ -181,7 +181,10 @@ def _expand_url(pattern: str) -> list[RemoteFile]:
                 raise MixkitError(f"no input files match {pattern!r}")
             return [RemoteFile(fs.unstrip_protocol(m)) for m in matches]
         info = fs.info(path)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
+        cause = e.__cause__  # fsspec's HTTP file system says "not found" for any failure
+        if cause is not None and not isinstance(cause, FileNotFoundError) and getattr(cause, "status", None) != 404:
+            raise MixkitError(f"{pattern}: cannot reach ({_first_line(cause)})") from None
         raise MixkitError(f"input {pattern} does not exist") from None
     except MixkitError:
         raise
