@@ -581,9 +581,12 @@ def _hub_builder(src: HubDataset):
         import datasets
 
         datasets.disable_progress_bars()
+        if Path(src.dataset).is_dir():
+            # ``datasets`` would read the local folder instead of the hub's dataset.
+            raise MixkitError(f"{src}: a local folder {src.dataset} shadows the hub dataset; "
+                              f"pass the folder itself as the source, or run from another directory")
         try:
-            # The hf://datasets/ form is the hub's, never a local folder of the same name.
-            _HUB_BUILDERS[key] = datasets.load_dataset_builder(f"hf://datasets/{src.dataset}", src.config, revision=src.revision)
+            _HUB_BUILDERS[key] = datasets.load_dataset_builder(src.dataset, src.config, revision=src.revision)
         except Exception as e:
             raise MixkitError(f"{src}: cannot load from the Hugging Face hub ({_first_line(e)})") from None
     return _HUB_BUILDERS[key]

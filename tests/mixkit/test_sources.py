@@ -310,3 +310,12 @@ def test_max_docs_stops_reading_a_long_stream(tmp_path, hub_cache):
         m, store = _tokenize(tmp_path, ["hf://owner/tiny"], max_docs=10)
     assert store.num_docs == 10 and read["n"] == 10
     _same_documents(store, _reference(tmp_path, TRAIN[:10]))
+
+
+def test_a_local_folder_never_stands_in_for_a_hub_dataset(tmp_path, hub_cache, monkeypatch):
+    hub_cache.add_dataset("owner/tiny", {"train": TRAIN})
+    (tmp_path / "owner" / "tiny").mkdir(parents=True)
+    write_jsonl(tmp_path / "owner" / "tiny" / "train.jsonl", TEST)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MixkitError, match="a local folder owner/tiny shadows the hub dataset"):
+        _tokenize(tmp_path, ["hf://owner/tiny"])
