@@ -29,6 +29,7 @@ TEST = [{"text": f"test document {i}"} for i in range(50)]
 
 def _tokenize(tmp_path: Path, sources: list[str], name: str = "x", **kw) -> tuple[dict, TokenStore]:
     d = tmp_path / "d"
+    kw.setdefault("workers", 1)
     m = tokenize(TokenizeConfig(sources, name, data_dir=str(d), quiet=True, **kw))
     return m, TokenStore.open(d / name)
 
@@ -119,7 +120,7 @@ def test_interrupted_hub_run_resumes_to_the_same_bytes(tmp_path, hub_cache, monk
         add(self, tokens, lengths)
 
     monkeypatch.setattr(StoreWriter, "add_packed", interrupted)
-    kw = {"split": "train", "batch_bytes": 500, "checkpoint_seconds": 0.0, "workers": 1}
+    kw = {"split": "train", "batch_bytes": 500, "checkpoint_seconds": 0.0}
     with pytest.raises(KeyboardInterrupt):
         _tokenize(tmp_path, ["hf://owner/tiny"], **kw)
     state = json.loads((tmp_path / "d" / "x.tokenize-state.json").read_text())
@@ -291,6 +292,16 @@ def test_max_tokens_is_the_longest_prefix_within_the_budget(tmp_path, max_tokens
     assert store.num_docs == n and store.num_tokens <= max_tokens
     assert [d.tolist() for d in store] == [full[i].tolist() for i in range(n)]
     assert m["sources"][0]["records"] == n
+
+
+def test_limits_with_encoder_processes_cut_at_the_same_document(tmp_path):
+    """With batches in flight in worker processes, the cut is where one process puts it."""
+    src = write_jsonl(tmp_path / "m.jsonl", TRAIN)
+    for kw in ({"max_tokens": 777}, {"max_docs": 60}):
+        one = _tokenize(tmp_path, [str(src)], name="one", batch_bytes=400, overwrite=True, **kw)[1]
+        two = _tokenize(tmp_path, [str(src)], name="two", batch_bytes=400, overwrite=True, workers=2, **kw)[1]
+        assert two.manifest["encoder"]["name"] == "fast", "the process pool is in use"
+        _same_documents(two, one)
 
 
 def test_max_docs_stops_reading_a_long_stream(tmp_path, hub_cache):
