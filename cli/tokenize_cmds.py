@@ -24,13 +24,17 @@ def _unescape(template: str) -> str:
 @click.option("--preset", type=click.Choice(PRESET_NAMES), help="A known dataset's template.")
 @click.option("--field", help="The record field holding the text (default: text).")
 @click.option("--template", help='A template over record fields, e.g. "{question}\\n{answer}".')
-@click.option("--tokenizer", type=click.Path(), help="A tokenizers JSON file (default: the bundled GPT-NeoX-20B tokenizer).")
+@click.option("--tokenizer", help="A tokenizer.json, a tokenizer folder, or a hub id such as EleutherAI/pythia-70m[@REVISION] "
+              "(default: the bundled GPT-NeoX-20B tokenizer).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--workers", type=int, help="Encoder processes (fast encoder) or Rust threads (hf) (default: all cores).")
 @click.option("--encoder", type=click.Choice(["auto", "fast", "hf"]), default=field_default(TokenizeConfig, "encoder"),
               show_default=True,
               help="fast: tiktoken BPE, used only if its self-test matches tokenizers; hf: tokenizers; auto: fast when proven.")
-@click.option("--eos/--no-eos", default=field_default(TokenizeConfig, "eos"), show_default=True, help="Append <|endoftext|> (id 0) after each document.")
+@click.option("--eos/--no-eos", default=field_default(TokenizeConfig, "eos"), show_default=True, help="Append the tokenizer's EOS (its config's eos_token, else <|endoftext|>) after each document.")
+@click.option("--split", help="The split to read from datasets with several (a source's own FOLDER:SPLIT or hf://...:SPLIT wins).")
+@click.option("--max-docs", type=int, help="Stop after the first N documents (a deterministic prefix of the sources).")
+@click.option("--max-tokens", type=int, help="Stop before the first document that would take the store past N tokens (EOS included).")
 @click.option("--lines", is_flag=True, help="For .txt sources: one document per line (default: per file).")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default=field_default(TokenizeConfig, "on_error"), show_default=True, help="Stop at a bad record, or skip and count it.")
 @click.option("--num-shards", type=int, default=field_default(TokenizeConfig, "num_shards"), show_default=True, help="Split the sources into K shards ...")
@@ -41,8 +45,13 @@ def _unescape(template: str) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--batch-bytes", type=int, default=field_default(TokenizeConfig, "batch_bytes"), hidden=True)
 @click.option("--checkpoint-seconds", type=float, default=field_default(TokenizeConfig, "checkpoint_seconds"), hidden=True)
-def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds, encoder):
-    """Tokenize SOURCES (JSONL[.gz|.zst], JSON arrays, Parquet, text, datasets folders) into a token store."""
+def tokenize(sources, name, preset, field, template, tokenizer, data_dir, workers, eos, split, max_docs, max_tokens, lines, on_error, num_shards, shard_index, holdout_docs, holdout_seed, overwrite, quiet, batch_bytes, checkpoint_seconds, encoder):
+    """Tokenize SOURCES into a token store.
+
+    A source is a file (JSONL[.gz|.zst], JSON arrays, Parquet, text), a datasets folder
+    (FOLDER or FOLDER:SPLIT), a hub dataset (hf://OWNER/NAME[@REVISION][/CONFIG][:SPLIT],
+    streamed), or an fsspec URL (s3://, gs://, https://, file://; globs allowed).
+    """
     from mixkit.tokenize import tokenize as run
 
     spec = TextSpec(field=field, template=_unescape(template) if template else None, preset=preset)
@@ -50,7 +59,8 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
         sources=list(sources), name=name, text=spec, tokenizer=tokenizer, data_dir=data_dir, workers=workers,
         eos=eos, lines=lines, on_error=on_error, num_shards=num_shards, shard_index=shard_index,
         overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed, quiet=quiet,
-        batch_bytes=batch_bytes, checkpoint_seconds=checkpoint_seconds, encoder=encoder,
+        batch_bytes=batch_bytes, checkpoint_seconds=checkpoint_seconds, encoder=encoder, split=split,
+        max_docs=max_docs, max_tokens=max_tokens,
     )
     m = run(cfg)
     skipped = {k: v for k, v in m["skipped"].items() if v}

@@ -9,6 +9,26 @@ A record carries its origin (file and 1-based line or record number), so every e
 names where it happened. Problems with one record raise ``BadRecord`` (the caller
 decides to stop or to skip and count); problems with a whole file (truncated
 compression, unreadable file) raise ``MixkitError``.
+
+A source is one of these (``expand_sources`` turns the command line's strings into them):
+
+``Path``
+    a local file in one of ``FORMATS``, or a ``datasets`` folder.
+``DatasetFolder``  (``FOLDER:SPLIT``)
+    one split of a local ``datasets`` folder.
+``HubDataset``  (``hf://DATASET[@REVISION][/CONFIG][:SPLIT]``)
+    a dataset on the Hugging Face hub, streamed by ``datasets`` (``load_dataset_builder``
+    then ``as_streaming_dataset``) in the dataset's own order (its files in order, rows in
+    order), so a prefix of it is the same prefix every time. ``DATASET`` is ``OWNER/NAME``
+    or a bare ``NAME`` (then without a config); the local HF cache and ``HF_HUB_OFFLINE``
+    work as they do in ``datasets``.
+``RemoteFile``  (``s3://``, ``gs://``, ``https://``, ``file://``: any ``fsspec`` URL)
+    a file in one of ``FORMATS`` read through ``fsspec``; a glob expands with the file
+    system's own ``glob``, sorted. ``s3://`` needs ``s3fs``, ``gs://`` needs ``gcsfs``.
+
+Splits are never merged silently: a ``datasets`` folder or hub dataset with more than one
+split is read only with a split named, in the source string or as ``split=`` (the command
+line's ``--split``); a dataset with a single split is read as it is.
 """
 
 from __future__ import annotations
@@ -17,12 +37,13 @@ import glob
 import gzip
 import io
 import json
-import os
+import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import zstandard
 
@@ -49,9 +70,79 @@ class BadRecord(Exception):
 FORMATS = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".parquet", ".txt", ".txt.gz", ".txt.zst")
 
 
-def source_format(path: Path) -> str:
+@dataclass(frozen=True)
+class DatasetFolder:
+    """One split of a local ``datasets`` folder: ``FOLDER:SPLIT`` on the command line."""
+
+    path: Path
+    split: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.split}"
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """``hf://DATASET[@REVISION][/CONFIG][:SPLIT]``: a hub dataset, streamed (module docstring)."""
+
+    dataset: str
+    config: str | None = None
+    split: str | None = None
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return (
+            f"hf://{self.dataset}"
+            + (f"@{self.revision}" if self.revision else "")
+            + (f"/{self.config}" if self.config else "")
+            + (f":{self.split}" if self.split else "")
+        )
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file read through ``fsspec``, named by its URL (``s3://b/x.jsonl.zst``, ``file:///x.jsonl``)."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+Source = Path | DatasetFolder | HubDataset | RemoteFile
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HUB_PART = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+
+
+def parse_hub(spec: str) -> HubDataset:
+    """``hf://OWNER/NAME[@REVISION][/CONFIG][:SPLIT]`` (or a bare ``NAME``) → ``HubDataset``."""
+    body = spec[len("hf://") :]
+    split = None
+    if ":" in body:
+        body, split = body.rsplit(":", 1)
+        if not split:
+            raise MixkitError(f"{spec}: empty split after ':' (expected hf://DATASET[/CONFIG][:SPLIT])")
+    parts = body.split("/")
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise MixkitError(f"{spec}: expected hf://OWNER/NAME[@REVISION][/CONFIG][:SPLIT]")
+    revision = None
+    owner_name = parts[:2]
+    if "@" in owner_name[-1]:
+        owner_name[-1], revision = owner_name[-1].split("@", 1)
+    config = parts[2] if len(parts) == 3 else None
+    if not all(_HUB_PART.match(p) for p in owner_name) or (config is not None and not _HUB_PART.match(config)) or revision == "":
+        raise MixkitError(f"{spec}: expected hf://OWNER/NAME[@REVISION][/CONFIG][:SPLIT]")
+    return HubDataset("/".join(owner_name), config, split, revision)
+
+
+def source_format(path: Path | RemoteFile) -> str:
     """The reader for ``path``: 'jsonl', 'json', 'parquet', 'txt' or 'hf' (a datasets folder)."""
-    if path.is_dir():
+    if isinstance(path, Path) and path.is_dir():
         return "hf"
     name = path.name.lower()
     for suffix in (".gz", ".zst", ".zstd"):
@@ -64,40 +155,137 @@ def source_format(path: Path) -> str:
     raise MixkitError(f"{path}: unknown input format (expected one of {', '.join(FORMATS)}, or a datasets folder)")
 
 
-def expand_sources(patterns: list[str] | tuple[str, ...]) -> list[Path]:
-    """Expand globs (each sorted, so the order never depends on the file system); keep order otherwise."""
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def _filesystem(url: str):
+    """``(fs, path)`` for an fsspec URL; a missing backend package is one line saying which."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as e:
+        raise MixkitError(f"{url}: reading {url.split('://', 1)[0]}:// URLs needs a package that is not installed ({_first_line(e)})") from None
+    except ValueError as e:
+        raise MixkitError(f"{url}: not a URL fsspec can read ({_first_line(e)})") from None
+
+
+def _expand_url(pattern: str) -> list[RemoteFile]:
+    fs, path = _filesystem(pattern)
+    try:
+        if any(c in path for c in "*?["):
+            matches = sorted(fs.glob(path))
+            if not matches:
+                raise MixkitError(f"no input files match {pattern!r}")
+            return [RemoteFile(fs.unstrip_protocol(m)) for m in matches]
+        info = fs.info(path)
+    except FileNotFoundError as e:
+        cause = e.__cause__  # fsspec's HTTP file system says "not found" for any failure
+        if cause is not None and not isinstance(cause, FileNotFoundError) and getattr(cause, "status", None) != 404:
+            raise MixkitError(f"{pattern}: cannot reach ({_first_line(cause)})") from None
+        raise MixkitError(f"input {pattern} does not exist") from None
+    except MixkitError:
+        raise
+    except Exception as e:
+        raise MixkitError(f"{pattern}: cannot reach ({_first_line(e)})") from None
+    if info.get("type") == "directory":
+        raise MixkitError(f"input {pattern} is a directory (name its files, or a glob such as {pattern.rstrip('/')}/*.jsonl.zst)")
+    return [RemoteFile(pattern)]
+
+
+def _expand_local(pattern: str) -> list[Path | DatasetFolder]:
+    if any(c in pattern for c in "*?["):
+        matches = sorted(glob.glob(pattern, recursive=True))
+        if not matches:
+            raise MixkitError(f"no input files match {pattern!r}")
+        return [Path(m) for m in matches]
+    p = Path(pattern)
+    if p.exists():
+        return [p]
+    folder, sep, split = pattern.rpartition(":")
+    if sep and split and "/" not in split and Path(folder).is_dir():
+        return [DatasetFolder(Path(folder), split)]
+    raise MixkitError(f"input {pattern} does not exist")
+
+
+def expand_sources(patterns: list[str] | tuple[str, ...]) -> list[Source]:
+    """Expand globs (each sorted, so the order never depends on the file system); keep order otherwise.
+
+    ``hf://...`` becomes a ``HubDataset`` (checked when it is read), any other URL one
+    ``RemoteFile`` per match, ``FOLDER:SPLIT`` a ``DatasetFolder``, anything else a ``Path``.
+    """
     if not patterns:
         raise MixkitError("no input sources given")
-    out: list[Path] = []
+    out: list[Source] = []
     for pat in patterns:
-        if any(c in pat for c in "*?["):
-            matches = sorted(glob.glob(pat, recursive=True))
-            if not matches:
-                raise MixkitError(f"no input files match {pat!r}")
-            out.extend(Path(m) for m in matches)
+        if pat.startswith("hf://"):
+            out.append(parse_hub(pat))
+        elif _URL.match(pat):
+            out.extend(_expand_url(pat))
         else:
-            p = Path(pat)
-            if not p.exists():
-                raise MixkitError(f"input {pat} does not exist")
-            out.append(p)
-    seen: set[Path] = set()
+            out.extend(_expand_local(pat))
+    seen: set[Any] = set()
     unique = []
     for p in out:
-        rp = p.resolve()
-        if rp not in seen:
-            seen.add(rp)
+        key = p.resolve() if isinstance(p, Path) else p
+        if key not in seen:
+            seen.add(key)
             unique.append(p)
     return unique
 
 
-def open_binary(path: Path) -> io.BufferedIOBase:
+def open_binary(path: Path | RemoteFile) -> io.BufferedIOBase:
     """Open a file for binary reading, decompressing ``.gz`` and ``.zst`` on the fly."""
     name = path.name.lower()
-    if name.endswith(".gz"):
+    if name.endswith(".gz") and isinstance(path, Path):
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    raw: IO[bytes] = open_raw(path)
+    if name.endswith(".gz"):
+        return _GzipOwningFile(raw)  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
-        return io.BufferedReader(_ZstdReader(path), buffer_size=1 << 20)
-    return open(path, "rb")
+        return io.BufferedReader(_ZstdReader(path, raw), buffer_size=1 << 20)
+    return raw  # type: ignore[return-value]
+
+
+def open_raw(path: Path | RemoteFile) -> IO[bytes]:
+    """The file's bytes as they are stored: a local file, or an ``fsspec`` file object."""
+    if isinstance(path, Path):
+        return open(path, "rb")
+    fs, inner = _filesystem(path.url)
+    try:
+        return fs.open(inner, "rb")
+    except FileNotFoundError:
+        raise MixkitError(f"input {path} does not exist") from None
+    except Exception as e:
+        raise MixkitError(f"{path}: cannot open ({_first_line(e)})") from None
+
+
+def remote_identity(path: RemoteFile) -> dict[str, Any]:
+    """``{"bytes", "ukey"}``: the size and fsspec's key of the file's properties (an ETag, a
+    modification time...), which changes when the file does; used to refuse resuming on a
+    changed file without downloading it twice to hash it."""
+    fs, inner = _filesystem(path.url)
+    try:
+        info = fs.info(inner)
+        return {"bytes": int(info.get("size") or 0), "ukey": fs.ukey(inner)}
+    except Exception as e:
+        raise MixkitError(f"{path}: cannot read its properties ({_first_line(e)})") from None
+
+
+class _GzipOwningFile(gzip.GzipFile):
+    """``gzip.GzipFile`` over an open file object that it closes too (``GzipFile`` leaves it open)."""
+
+    def __init__(self, raw: IO[bytes]):
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 class _ZstdReader(io.RawIOBase):
@@ -108,10 +296,10 @@ class _ZstdReader(io.RawIOBase):
     frame is an error. Concatenated frames are read in turn.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | RemoteFile, raw: IO[bytes]):
         self._zstd = zstandard
         self._path = path
-        self._f = open(path, "rb")
+        self._f = raw
         self._d = zstandard.ZstdDecompressor().decompressobj()
         self._in_frame = False
         self._pending = b""
@@ -151,7 +339,7 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path | RemoteFile) -> Iterator[tuple[int, bytes]]:
     try:
         with open_binary(path) as f:
             yield from enumerate(f, 1)
@@ -159,6 +347,12 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         raise MixkitError(f"{path}: truncated or corrupt gzip stream ({e})") from None
     except OSError as e:
         raise MixkitError(f"{path}: cannot read ({e})") from None
+    except MixkitError:
+        raise
+    except Exception as e:
+        if isinstance(path, RemoteFile):  # a network library's own errors
+            raise MixkitError(f"{path}: cannot read ({_first_line(e)})") from None
+        raise
 
 
 def _decode(raw: bytes, origin: str) -> str:
@@ -264,11 +458,19 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
                 yield Record(obj, origin)
 
 
-def read_parquet(path: Path, batch_size: int = 1024) -> Iterator[Record | BadRecord]:
+def read_parquet(path: Path | RemoteFile, batch_size: int = 1024) -> Iterator[Record | BadRecord]:
     import pyarrow.parquet as pq  # heavy (a third of a second): loaded only for Parquet sources
 
+    if isinstance(path, RemoteFile):
+        with open_raw(path) as raw:
+            yield from _parquet_rows(pq, raw, path, batch_size)
+    else:
+        yield from _parquet_rows(pq, path, path, batch_size)
+
+
+def _parquet_rows(pq, file, path: Path | RemoteFile, batch_size: int) -> Iterator[Record | BadRecord]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(file)
     except Exception as e:
         raise MixkitError(f"{path}: not a readable Parquet file ({e})") from None
     n = 0
@@ -306,41 +508,138 @@ def read_txt(path: Path, lines: bool = False) -> Iterator[Record | BadRecord]:
         yield bad
 
 
-def read_hf(path: Path) -> Iterator[Record | BadRecord]:
-    """A ``datasets`` folder: ``save_to_disk`` output, or a local dataset script/data folder.
+@contextmanager
+def _datasets_offline(datasets_module):
+    """The hub switched off in ``datasets`` while a local folder loads (it needs no network),
+    and back on after, so a hub source later in the same process is not affected."""
+    config = datasets_module.config
+    names = [n for n in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if hasattr(config, n)]
+    before = {n: getattr(config, n) for n in names}
+    for n in names:
+        setattr(config, n, True)
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            setattr(config, n, v)
 
-    ``save_to_disk`` folders are memory-mapped Arrow; a script/data folder goes through
-    ``load_dataset`` with the network off (``HF_DATASETS_OFFLINE``), and every split is
-    read in sorted split order.
+
+def _pick_split(where: str, splits: list[str], split: str | None) -> str | None:
+    """The split to read: the one asked for, or the only one; several and none named is an error."""
+    if split is not None:
+        if split not in splits:
+            raise MixkitError(f"{where}: no split {split!r} (splits: {', '.join(splits)})")
+        return split
+    if len(splits) == 1:
+        return splits[0]
+    raise MixkitError(
+        f"{where}: has splits {', '.join(splits)}; name one with --split or {where}:SPLIT (splits are never merged)"
+    )
+
+
+def read_hf(path: Path, split: str | None = None, named_in_source: bool = False) -> Iterator[Record | BadRecord]:
+    """A local ``datasets`` folder: ``save_to_disk`` output, or a folder of data files.
+
+    ``save_to_disk`` folders are memory-mapped Arrow; a data folder goes through
+    ``load_dataset`` with the hub switched off. A ``DatasetDict`` gives the split named
+    (``split``), or its only split; with several splits and none named it is refused,
+    never merged (a test split read into training data is a leak). A plain ``Dataset``
+    ignores a job-wide ``split`` unless it records another split; a split named in the
+    source itself (``FOLDER:SPLIT``) must exist.
     """
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import datasets  # heavy, and reads the offline switches above when imported
+    import datasets  # heavy: loaded only for datasets folders
 
     datasets.disable_progress_bars()
     try:
-        if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
-            ds = datasets.load_from_disk(str(path))
-        else:
-            ds = datasets.load_dataset(str(path))
+        with _datasets_offline(datasets):
+            if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+                ds = datasets.load_from_disk(str(path))
+            else:
+                ds = datasets.load_dataset(str(path))
     except Exception as e:
-        raise MixkitError(f"{path}: cannot load as a datasets folder ({type(e).__name__}: {e})") from None
-    parts = [(name, ds[name]) for name in sorted(ds.keys())] if isinstance(ds, datasets.DatasetDict) else [(None, ds)]
-    for split, part in parts:
-        where = f"{path}[{split}]" if split else str(path)
-        for i, row in enumerate(part, 1):
-            yield Record(dict(row), f"{where}:record {i}")
+        raise MixkitError(f"{path}: cannot load as a datasets folder ({_first_line(e)})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        name = _pick_split(str(path), sorted(ds.keys()), split)
+        ds, where = ds[name], f"{path}:{name}"
+    elif split is not None and (named_in_source or ds.split is not None) and str(ds.split) != split:
+        held = f"the single split {ds.split}" if ds.split is not None else "one dataset without splits"
+        raise MixkitError(f"{path}: holds {held}, not the split {split!r}")
+    else:
+        where = str(path)
+    for i, row in enumerate(ds, 1):
+        yield Record(dict(row), f"{where}:record {i}")
 
 
-def read_records(path: Path, lines: bool = False) -> Iterator[Record | BadRecord]:
-    """Dispatch on the format of ``path``; see ``source_format``."""
-    fmt = source_format(path)
+_HUB_BUILDERS: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def _hub_builder(src: HubDataset):
+    """The dataset's ``datasets`` builder, made once per process: one resolution of the
+    revision, so the identity recorded and the rows read are the same commit."""
+    key = (src.dataset, src.config, src.revision)
+    if key not in _HUB_BUILDERS:
+        import datasets
+
+        datasets.disable_progress_bars()
+        if Path(src.dataset).is_dir():
+            # ``datasets`` would read the local folder instead of the hub's dataset.
+            raise MixkitError(f"{src}: a local folder {src.dataset} shadows the hub dataset; "
+                              f"pass the folder itself as the source, or run from another directory")
+        try:
+            _HUB_BUILDERS[key] = datasets.load_dataset_builder(src.dataset, src.config, revision=src.revision)
+        except Exception as e:
+            raise MixkitError(f"{src}: cannot load from the Hugging Face hub ({_first_line(e)})") from None
+    return _HUB_BUILDERS[key]
+
+
+def _hub_stream(src: HubDataset, split: str | None):
+    builder = _hub_builder(src)
+    try:
+        splits = sorted(builder.as_streaming_dataset().keys())
+    except Exception as e:
+        raise MixkitError(f"{src}: cannot list its splits ({_first_line(e)})") from None
+    name = _pick_split(str(src), splits, src.split or split)
+    return builder, name, builder.as_streaming_dataset(split=name)
+
+
+def hub_identity(src: HubDataset, split: str | None = None) -> dict[str, Any]:
+    """``{"dataset", "config", "split", "revision"}``: what a hub source is, for a manifest and
+    the resume check (``revision`` is the commit ``datasets`` resolved, or its cache's hash offline)."""
+    builder, name, _ = _hub_stream(src, split)
+    return {"dataset": src.dataset, "config": builder.config.name, "split": name, "revision": str(builder.hash)}
+
+
+def read_hub(src: HubDataset, split: str | None = None) -> Iterator[Record | BadRecord]:
+    """A hub dataset's split, streamed in the dataset's own order (module docstring)."""
+    _, name, stream = _hub_stream(src, split)
+    where = str(HubDataset(src.dataset, src.config, name, src.revision))
+    rows = iter(stream)
+    i = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise MixkitError(f"{where}: reading record {i + 1} failed ({_first_line(e)})") from None
+        i += 1
+        yield Record(dict(row), f"{where}:record {i}")
+
+
+def read_records(source: Source, lines: bool = False, split: str | None = None) -> Iterator[Record | BadRecord]:
+    """Dispatch on the kind and format of ``source``; ``split`` is for datasets that have splits
+    and name none themselves (see ``source_format`` and the module docstring)."""
+    if isinstance(source, HubDataset):
+        return read_hub(source, split)
+    if isinstance(source, DatasetFolder):
+        return read_hf(source.path, source.split, named_in_source=True)
+    fmt = source_format(source)
     if fmt == "jsonl":
-        return read_jsonl(path)
+        return read_jsonl(source)
     if fmt == "json":
-        return read_json_array(path)
+        return read_json_array(source)
     if fmt == "parquet":
-        return read_parquet(path)
+        return read_parquet(source)
     if fmt == "txt":
-        return read_txt(path, lines=lines)
-    return read_hf(path)
+        return read_txt(source, lines=lines)
+    return read_hf(source, split)

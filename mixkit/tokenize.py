@@ -59,11 +59,21 @@ from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, loa
 from mixkit.errors import MixkitError
 from mixkit.holdout import finish_with_holdout
 from mixkit.presets import TextSpec
-from mixkit.readers import BadRecord, expand_sources, read_records
-from mixkit.samples import DEFAULT_TOKENIZER
+from mixkit.readers import (
+    BadRecord,
+    DatasetFolder,
+    HubDataset,
+    RemoteFile,
+    Source,
+    expand_sources,
+    hub_identity,
+    read_records,
+    remote_identity,
+)
 from mixkit.store import StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+from mixkit.tokenizer_files import FALLBACK_EOS, resolve_tokenizer
 
-EOS_TOKEN = "<|endoftext|>"
+EOS_TOKEN = FALLBACK_EOS  # the EOS of a tokenizer whose config names none
 STATE_VERSION = 1
 OnError = Literal["raise", "skip"]
 ON_ERROR: tuple[str, ...] = get_args(OnError)  # stop at a bad record, or skip and count it
@@ -95,6 +105,9 @@ class TokenizeConfig:
     batch_bytes: int = 1 << 21
     checkpoint_seconds: float = 5.0
     encoder: str = "auto"
+    split: str | None = None
+    max_docs: int | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -113,29 +126,43 @@ class TokenizeConfig:
             raise invalid("holdout_docs", "applies to a whole corpus: give it to `mixkit merge`, not to a shard")
         if self.encoder not in ENCODERS:
             raise invalid("encoder", f"expected one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.split is not None and not self.split:
+            raise invalid("split", "must be a split name such as 'train', or not given")
+        for key in ("max_docs", "max_tokens"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise invalid(key, f"must be at least 1 when given, got {getattr(self, key)}")
 
 
 @dataclass
 class TokenizerInfo:
-    path: Path
+    path: Path  # the tokenizer.json used: its sha256 is the tokenizer's identity
     sha256: str
     vocab_size: int
     eos_id: int | None
+    eos_token: str = EOS_TOKEN
+    origin: str | None = None  # the folder or hub id (``OWNER/NAME@COMMIT``) it came from
 
     def describe(self) -> dict[str, Any]:
-        return {"file": self.path.name, "sha256": self.sha256, "vocab_size": self.vocab_size}
+        d: dict[str, Any] = {"file": self.path.name, "sha256": self.sha256, "vocab_size": self.vocab_size}
+        if self.origin:
+            d["source"] = self.origin
+        return d
 
 
-def load_tokenizer(path: str | os.PathLike | None, workers: int | None = None):
-    """Load a ``tokenizers`` JSON file; ``workers`` caps the Rust thread pool.
+def load_tokenizer(spec: str | os.PathLike | None, workers: int | None = None):
+    """Load a tokenizer (a ``tokenizer.json``, a tokenizer folder or a hub id: see
+    ``mixkit.tokenizer_files``); ``workers`` caps the Rust thread pool.
 
     The pool size must be set before the first parallel encode in the process, which is
-    why it is an environment variable set here rather than an argument.
+    why it is an environment variable set here rather than an argument. EOS is the token
+    the tokenizer's config names, else ``<|endoftext|>``; ``eos_id`` is None when the
+    vocabulary lacks it.
     """
     if workers is not None:
         os.environ["RAYON_RS_NUM_CPUS"] = str(workers)
         os.environ["RAYON_NUM_THREADS"] = str(workers)
-    path = Path(path) if path is not None else DEFAULT_TOKENIZER
+    files = resolve_tokenizer(spec)
+    path = files.json_path
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:
@@ -143,7 +170,8 @@ def load_tokenizer(path: str | os.PathLike | None, workers: int | None = None):
     # Special-token strings inside documents are encoded as plain text: the only EOS ids
     # in a store are the ones appended after each document.
     tok.encode_special_tokens = True
-    info = TokenizerInfo(path, sha256_file(path), tok.get_vocab_size(), tok.token_to_id(EOS_TOKEN))
+    eos_token = files.eos_token or EOS_TOKEN
+    info = TokenizerInfo(path, sha256_file(path), tok.get_vocab_size(), tok.token_to_id(eos_token), eos_token, files.origin)
     return tok, info
 
 
@@ -188,21 +216,36 @@ def _worker_encode(texts: list[str], eos: int | None, dtype: str) -> tuple[np.nd
     return pack(_WORKER_ENCODER.encode_batch(texts), eos, np.dtype(dtype))
 
 
-def describe_source(index: int, path: Path) -> dict[str, Any]:
-    """Identity of a source for the manifest and the resume check: sha256 for files."""
+def describe_source(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
+    """Identity of a source for the manifest and the resume check.
+
+    A local file: its sha256. A folder: the size and mtime of each file (and the split).
+    A hub dataset: id, config, split and the revision ``datasets`` resolved (no bytes are
+    known before reading). An fsspec URL: size and fsspec's ``ukey`` (an ETag, an mtime).
+    """
+    if isinstance(source, HubDataset):
+        return {"index": index, "path": str(source), **hub_identity(source, split)}
+    if isinstance(source, RemoteFile):
+        return {"index": index, "path": str(source), **remote_identity(source)}
+    path = source.path if isinstance(source, DatasetFolder) else source
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        return {
+        folder = {
             "index": index,
-            "path": str(path),
+            "path": str(source),
             "bytes": sum(p.stat().st_size for p in files),
             "size_mtime": [[str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)] for p in files],
         }
+        chosen = source.split if isinstance(source, DatasetFolder) else split
+        return {**folder, "split": chosen} if chosen else folder
     return {"index": index, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
+_IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision")
+
+
 def _identity(src: dict[str, Any]) -> dict[str, Any]:
-    return {k: src[k] for k in ("bytes", "sha256", "size_mtime") if k in src}
+    return {k: src[k] for k in _IDENTITY_KEYS if k in src}
 
 
 @dataclass
@@ -214,6 +257,26 @@ class _Batch:
     skipped: Counter
     empty: int
     per_source_records: Counter
+    start: tuple[int, int] = (0, 0)  # the position before this batch
+    marks: list[tuple[int, int]] = field(default_factory=list)  # the position after each text
+    skip_events: list[tuple[int, str]] = field(default_factory=list)  # (texts before it, reason)
+    empty_events: list[int] = field(default_factory=list)  # texts before each empty record
+
+    def first(self, k: int) -> _Batch:
+        """The batch cut after its ``k``-th text (``--max-docs``/``--max-tokens``): the counts of
+        records, skips and empties are those read up to that text."""
+        end = self.marks[k - 1] if k else self.start
+        (s0, r0), (s1, r1) = self.start, end
+        records: Counter = Counter()
+        for src, n in self.per_source_records.items():
+            if src < s1:
+                records[src] = n
+            elif src == s1:
+                records[src] = r1 - (r0 if src == s0 else 0)
+        skipped = Counter(reason for before, reason in self.skip_events if before < k)
+        empty = sum(1 for before in self.empty_events if before < k)
+        nbytes = sum(len(t.encode("utf-8")) for t in self.texts[:k])
+        return _Batch(self.texts[:k], self.source_of[:k], nbytes, end, skipped, empty, records, self.start, self.marks[:k])
 
 
 _DONE = object()
@@ -229,12 +292,12 @@ class Tokenization:
         self.prefix = self.files.prefix
         all_sources = expand_sources(cfg.sources)
         self.all_sources = all_sources
-        self.selected = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
+        self.selected: list[tuple[int, Source]] = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
         self.tok, self.tokinfo = load_tokenizer(cfg.tokenizer, cfg.workers)
         self.encoder_choice = choose_encoder(self.tok, self.tokinfo, cfg.encoder)
         self.encoder = self.encoder_choice.encoder
         if cfg.eos and self.tokinfo.eos_id is None:
-            raise MixkitError(f"tokenizer {self.tokinfo.path.name} has no {EOS_TOKEN} token; use --no-eos")
+            raise MixkitError(f"tokenizer {self.tokinfo.origin or self.tokinfo.path} has no {self.tokinfo.eos_token} token; use --no-eos")
         self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
         self.state_path = self.files.tokenize_state
 
@@ -252,6 +315,8 @@ class Tokenization:
             "on_error": cfg.on_error,
             "shard": [cfg.shard_index, cfg.num_shards],
             "holdout": [cfg.holdout_docs, cfg.holdout_seed],
+            "split": cfg.split,
+            "limit": [cfg.max_docs, cfg.max_tokens],
         }
 
     # -- the run ---------------------------------------------------------------------------------
@@ -265,7 +330,7 @@ class Tokenization:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.files.interrupted_temporaries():
             stale.unlink(missing_ok=True)
-        sources = [describe_source(i, p) for i, p in self.selected]
+        sources = [describe_source(i, p, cfg.split) for i, p in self.selected]
         job = self.job_description(sources)
         job_hash = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
 
@@ -315,12 +380,12 @@ class Tokenization:
         batches: queue.Queue = queue.Queue(maxsize=3)
         encoded: queue.Queue = queue.Queue(maxsize=3)
         errors: list[BaseException] = []
-        stop = threading.Event()
-        total_bytes = sum(s["bytes"] for s in sources)
+        stop = threading.Event()  # set by the writer: an error, or --max-docs/--max-tokens reached
+        total_bytes = sum(s["bytes"] for s in sources) if all("bytes" in s for s in sources) else None
 
         def read() -> None:
             try:
-                for batch in self._batches(position):
+                for batch in self._batches(position, writer.num_docs):
                     while not stop.is_set():
                         try:
                             batches.put(batch, timeout=0.1)
@@ -334,7 +399,7 @@ class Tokenization:
             finally:
                 batches.put(_DONE)
 
-        state = {"skipped": skipped, "empty": empty, "per_source": per_source}
+        state = {"skipped": skipped, "empty": empty, "per_source": per_source, "limit_reached": False}
 
         def write() -> None:
             last = time.monotonic()
@@ -344,7 +409,13 @@ class Tokenization:
                     if item is _DONE:
                         break
                     batch, (tokens, lengths) = item
-                    writer.add_packed(tokens, lengths)
+                    keep = self._within_limits(writer, lengths)
+                    cut = keep < len(lengths)
+                    if cut:
+                        batch = batch.first(keep)
+                        tokens, lengths = tokens[: int(lengths[:keep].sum())], lengths[:keep]
+                    if keep:
+                        writer.add_packed(tokens, lengths)
                     for src, n in zip(batch.source_of, lengths.tolist()):
                         per_source[src]["documents"] += 1
                         per_source[src]["tokens"] += n
@@ -352,6 +423,14 @@ class Tokenization:
                         per_source[src]["records"] += n
                     state["skipped"].update(batch.skipped)
                     state["empty"] += batch.empty
+                    if cut or self._limit_reached(writer):
+                        # A cut batch leaves no checkpoint: a rerun cuts it again at the same place.
+                        state["limit_reached"] = True
+                        bar.update(batch.nbytes)
+                        stop.set()
+                        while encoded.get() is not _DONE:
+                            pass
+                        break
                     if time.monotonic() - last >= cfg.checkpoint_seconds:
                         self._checkpoint(writer, batch.position, state, job_hash)
                         last = time.monotonic()
@@ -378,7 +457,7 @@ class Tokenization:
         try:
             while True:
                 batch = batches.get()
-                if batch is _DONE or errors:
+                if batch is _DONE or errors or stop.is_set():
                     break
                 if pool is None:
                     encoded.put((batch, self._encode_packed(batch.texts, eos)))
@@ -387,7 +466,7 @@ class Tokenization:
                 while len(in_flight) > 2 * workers or (in_flight and in_flight[0][1].done()):
                     done, future = in_flight.popleft()
                     encoded.put((done, future.result()))
-            while in_flight and not errors:
+            while in_flight and not errors and not stop.is_set():
                 done, future = in_flight.popleft()
                 encoded.put((done, future.result()))
         finally:
@@ -408,10 +487,31 @@ class Tokenization:
             raise errors[0]
         self._last_state = state
 
-    def _worker_pool(self, total_bytes: int):
+    def _within_limits(self, writer: StoreWriter, lengths: np.ndarray) -> int:
+        """How many of a batch's documents fit under ``--max-docs`` and ``--max-tokens``.
+
+        The store is the longest prefix of the documents with at most ``max_docs``
+        documents and at most ``max_tokens`` tokens (EOS included): whole documents only.
+        """
+        keep = len(lengths)
+        if self.cfg.max_docs is not None:
+            keep = min(keep, self.cfg.max_docs - writer.num_docs)
+        if self.cfg.max_tokens is not None:
+            room = self.cfg.max_tokens - writer.num_tokens
+            keep = min(keep, int(np.searchsorted(np.cumsum(lengths[:keep]), room, side="right")))
+        return max(keep, 0)
+
+    def _limit_reached(self, writer: StoreWriter) -> bool:
+        cfg = self.cfg
+        return (cfg.max_docs is not None and writer.num_docs >= cfg.max_docs) or (
+            cfg.max_tokens is not None and writer.num_tokens >= cfg.max_tokens
+        )
+
+    def _worker_pool(self, total_bytes: int | None):
         """``(pool, workers)``: encoder processes, or ``(None, 1)`` to encode here (hf, one worker, a small input)."""
         workers = self.cfg.workers or len(os.sched_getaffinity(0))
-        if not isinstance(self.encoder, FastEncoder) or workers < 2 or total_bytes <= self.cfg.batch_bytes:
+        small = total_bytes is not None and total_bytes <= self.cfg.batch_bytes
+        if not isinstance(self.encoder, FastEncoder) or workers < 2 or small:
             return None, 1
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -429,26 +529,29 @@ class Tokenization:
         tokens, lengths = self._encode_packed(texts, eos)
         return np.split(tokens, np.cumsum(lengths)[:-1]) if len(texts) else []
 
-    def _batches(self, position: tuple[int, int]):
-        """Yield batches of document texts from ``position`` on (whole batches, in order)."""
+    def _batches(self, position: tuple[int, int], docs_before: int = 0):
+        """Yield batches of document texts from ``position`` on (whole batches, in order).
+
+        With ``--max-docs`` reading stops at the document that reaches it (``docs_before``
+        documents are already in the store), so a prefix of a long stream reads no further.
+        """
         cfg = self.cfg
         start_src, start_rec = position
-        texts: list[str] = []
-        source_of: list[int] = []
-        nbytes = 0
-        skipped: Counter = Counter()
-        empty = 0
-        records: Counter = Counter()
-        pos = position
+        docs_left = None if cfg.max_docs is None else cfg.max_docs - docs_before
+
+        def new_batch(start: tuple[int, int]) -> _Batch:
+            return _Batch([], [], 0, start, Counter(), 0, Counter(), start)
+
+        batch = new_batch(position)
         for src, path in self.selected:
             if src < start_src:
                 continue
             consumed = 0
-            for item in read_records(path, lines=cfg.lines):
+            for item in read_records(path, lines=cfg.lines, split=cfg.split):
                 consumed += 1
                 if src == start_src and consumed <= start_rec:
                     continue
-                records[src] += 1
+                batch.per_source_records[src] += 1
                 if isinstance(item, BadRecord):
                     text = None
                     bad: BadRecord | None = item
@@ -461,9 +564,11 @@ class Tokenization:
                 if bad is not None:
                     if cfg.on_error == "raise":
                         raise MixkitError(f"{bad} (use --on-error skip to skip and count such records)")
-                    skipped[bad.reason] += 1
+                    batch.skipped[bad.reason] += 1
+                    batch.skip_events.append((len(batch.texts), bad.reason))
                 elif not text.strip():
-                    empty += 1
+                    batch.empty += 1
+                    batch.empty_events.append(len(batch.texts))
                 else:
                     try:
                         size = len(text.encode("utf-8"))
@@ -472,18 +577,25 @@ class Tokenization:
                         detail = f"lone surrogate U+{ord(text[e.start]):04X} at character {e.start} (not encodable as UTF-8)"
                         if cfg.on_error == "raise":
                             raise MixkitError(f"{origin}: {detail} (use --on-error skip to skip and count such records)") from None
-                        skipped["lone surrogate"] += 1
+                        batch.skipped["lone surrogate"] += 1
+                        batch.skip_events.append((len(batch.texts), "lone surrogate"))
                         size = None
                     if size is not None:
-                        texts.append(text)
-                        source_of.append(src)
-                        nbytes += size
-                pos = (src, consumed)
-                if nbytes >= cfg.batch_bytes:
-                    yield _Batch(texts, source_of, nbytes, pos, skipped, empty, records)
-                    texts, source_of, nbytes, skipped, empty, records = [], [], 0, Counter(), 0, Counter()
-            pos = (src + 1, 0)
-        yield _Batch(texts, source_of, nbytes, pos, skipped, empty, records)
+                        batch.texts.append(text)
+                        batch.source_of.append(src)
+                        batch.marks.append((src, consumed))
+                        batch.nbytes += size
+                batch.position = (src, consumed)
+                if docs_left is not None and len(batch.texts) >= docs_left:
+                    yield batch
+                    return
+                if batch.nbytes >= cfg.batch_bytes:
+                    yield batch
+                    if docs_left is not None:
+                        docs_left -= len(batch.texts)
+                    batch = new_batch(batch.position)
+            batch.position = (src + 1, 0)
+        yield batch
 
     def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str) -> None:
         bin_bytes, docs = writer.flush()
@@ -509,7 +621,7 @@ class Tokenization:
         manifest = {
             "tokenizer": self.tokinfo.describe(),
             "encoder": self.encoder_choice.describe(),
-            "eos": {"appended": cfg.eos, "id": self.tokinfo.eos_id if cfg.eos else None, "token": EOS_TOKEN if cfg.eos else None},
+            "eos": {"appended": cfg.eos, "id": self.tokinfo.eos_id if cfg.eos else None, "token": self.tokinfo.eos_token if cfg.eos else None},
             "text": cfg.text.describe(),
             "lines": cfg.lines,
             "sources": sources,
@@ -519,6 +631,10 @@ class Tokenization:
             "on_error": cfg.on_error,
             "mixkit_version": __version__,
         }
+        if cfg.split is not None:
+            manifest["split"] = cfg.split
+        if cfg.max_docs is not None or cfg.max_tokens is not None:
+            manifest["limit"] = {"max_docs": cfg.max_docs, "max_tokens": cfg.max_tokens, "reached": state["limit_reached"]}
         if writer.num_docs == 0:
             writer.abort()
             self.state_path.unlink(missing_ok=True)

@@ -54,3 +54,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("shared sample data not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A temporary, offline HF_HOME standing in for the hub (see tests/hub_support.py)."""
+    from tests.hub_support import offline_hub_cache
+
+    return offline_hub_cache(tmp_path, monkeypatch)

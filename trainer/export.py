@@ -8,8 +8,9 @@ The folder::
     OUT/model.safetensors        float32 weights under Hugging Face's names
     OUT/generation_config.json   bos/eos/pad ids, max_length = the model's max_seq_len
     OUT/tokenizer.json           the tokenizer the run's stores were tokenized with, byte for byte
-    OUT/tokenizer_config.json    PreTrainedTokenizerFast; bos = eos = unk = ``<|endoftext|>`` (as
-    OUT/special_tokens_map.json  Pythia's); model_max_length = max_seq_len; no BOS/EOS added
+    OUT/tokenizer_config.json    PreTrainedTokenizerFast; bos = eos = unk = the tokenizer's EOS (its
+    OUT/special_tokens_map.json  config's eos_token, else ``<|endoftext|>`` as Pythia's);
+                                 model_max_length = max_seq_len; no BOS/EOS added
 
 The tokenizer files are written directly (no ``transformers`` import) in the form that
 ``PreTrainedTokenizerFast(tokenizer_file=..., bos_token=..., eos_token=..., unk_token=...)``
@@ -40,7 +41,7 @@ from typing import Any
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
-from mixkit.tokenize import EOS_TOKEN, load_tokenizer
+from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
 from trainer.hf import config_to_hf, from_hf, write_hf_files
 from trainer.model import GPTNeoX, ModelConfig
@@ -168,7 +169,7 @@ def choose_tokenizer(source: ExportSource, tokenizer: str | os.PathLike | None =
 
 def tokenizer_files(info: Any, max_seq_len: int) -> dict[str, dict[str, Any]]:
     """The JSON of ``tokenizer_config.json`` and ``special_tokens_map.json`` (module docstring)."""
-    special = {k: EOS_TOKEN for k in ("bos_token", "eos_token", "unk_token")} if info.eos_id is not None else {}
+    special = {k: info.eos_token for k in ("bos_token", "eos_token", "unk_token")} if info.eos_id is not None else {}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **special,
