@@ -56,8 +56,8 @@ from mixkit.errors import MixkitError
 from mixkit.mix import MixStream, build_mix
 from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
-from mixkit.store import TokenStore, holdout_name, sha256_file
-from mixkit.tokenize import TokenizeConfig, load_tokenizer, tokenize
+from mixkit.store import TokenStore, holdout_name
+from mixkit.tokenize import IDENTITY_KEYS, TokenizeConfig, describe_source, load_tokenizer, tokenize
 from mixkit.tokenizer_training import train_tokenizer
 from mixkit.unigram import counts, distribution
 from trainer.run_dir import content_key, step_dir
@@ -67,6 +67,12 @@ from trainer.stages import RunConfig, run_config_from_dict
 
 LOGS_DIR = "logs"
 CONFIG_COPY = "config.toml"  # the study's config file, copied into its output folder
+
+
+def source_identity(entry: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a source's content in a store manifest (path and sha256 for a file; id,
+    config, split and revision for a hub dataset; size and ETag/mtime for a URL)."""
+    return {k: v for k, v in entry.items() if k == "path" or k in IDENTITY_KEYS}
 
 
 def format_duration(seconds: float) -> str:
@@ -120,8 +126,10 @@ class StudyRunner:
             return self._tokenizer_path
         t = choice.train
         corpora = [self.cfg.corpora[c] for c in t.corpora]
-        sources = [str(p) for c in corpora for p in expand_sources(c.sources)]
-        key = content_key({"sources": [(p, sha256_file(p)) for p in sources], "preset": corpora[0].preset,
+        expanded = [p for c in corpora for p in expand_sources(c.sources)]
+        sources = [str(p) for p in expanded]
+        key = content_key({"sources": [source_identity(describe_source(i, p)) for i, p in enumerate(expanded)],
+                           "preset": corpora[0].preset,
                            "vocab_size": t.vocab_size, "max_docs": t.max_docs, "seed": t.seed})
         path = self.data_dir / f"tokenizer-{key}.json"
         if not path.is_file():
@@ -152,8 +160,8 @@ class StudyRunner:
         _, info = load_tokenizer(self.tokenizer_path())
         if m.get("tokenizer", {}).get("sha256") != info.sha256:
             return False
-        wanted = [(str(p), sha256_file(p)) for p in expand_sources(corpus.sources)]
-        have = [(s["path"], s.get("sha256")) for s in m.get("sources", [])]
+        wanted = [source_identity(describe_source(i, p)) for i, p in enumerate(expand_sources(corpus.sources))]
+        have = [source_identity(s) for s in m.get("sources", [])]
         holdout = (m.get("holdout") or {}).get("documents", 0)
         return have == wanted and m.get("text") == {"preset": corpus.preset} and holdout == corpus.holdout_docs
 

@@ -241,11 +241,11 @@ def describe_source(index: int, source: Source, split: str | None = None) -> dic
     return {"index": index, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-_IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision")
+IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision")
 
 
 def _identity(src: dict[str, Any]) -> dict[str, Any]:
-    return {k: src[k] for k in _IDENTITY_KEYS if k in src}
+    return {k: src[k] for k in IDENTITY_KEYS if k in src}
 
 
 @dataclass

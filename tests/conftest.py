@@ -58,7 +58,7 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """A temporary, offline HF_HOME standing in for the hub (see tests/hub_support.py)."""
-    from tests.hub_support import offline_hub_cache
+    """A temporary, offline HF_HOME standing in for the hub (see tests/support.py)."""
+    from tests.support import offline_hub_cache
 
     return offline_hub_cache(tmp_path, monkeypatch)

@@ -2,7 +2,7 @@
 
 ``--tokenizer`` with a folder or hub id, ``--split``, ``--max-docs``, ``--max-tokens``, and
 the one-line refusal of a ``DatasetDict`` read without a split; the hub is a temporary,
-offline HF_HOME (tests/hub_support.py).
+offline HF_HOME (tests/support.py).
 """
 
 from __future__ import annotations

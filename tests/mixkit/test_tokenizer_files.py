@@ -18,8 +18,7 @@ from mixkit.samples import DEFAULT_TOKENIZER
 from mixkit.store import TokenStore
 from mixkit.tokenize import TokenizeConfig, load_tokenizer, tokenize
 from mixkit.tokenizer_files import looks_like_repo_id, resolve_tokenizer
-from tests.hub_support import COMMIT
-from tests.support import write_jsonl
+from tests.support import COMMIT, write_jsonl
 
 DOCS = [{"text": f"document {i} <|endoftext|> <|padding|> inside"} for i in range(6)]
 PADDING_ID = 1  # GPT-NeoX-20B's <|padding|>; <|endoftext|> is 0
