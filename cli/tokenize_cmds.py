@@ -40,7 +40,8 @@ def _unescape(template: str) -> str:
 @click.option("--num-shards", type=int, default=field_default(TokenizeConfig, "num_shards"), show_default=True, help="Split the sources into K shards ...")
 @click.option("--shard-index", type=int, default=field_default(TokenizeConfig, "shard_index"), show_default=True, help="... and tokenize shard i (join with `mixkit merge`).")
 @click.option("--holdout-docs", type=int, default=field_default(TokenizeConfig, "holdout_docs"), help="Hold out N random documents as NAME-holdout (never in NAME).")
-@click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True)
+@click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True,
+              help="Seed of the draw of the held-out documents (the same seed and corpus give the same split).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--batch-bytes", type=int, default=field_default(TokenizeConfig, "batch_bytes"), hidden=True)
@@ -78,8 +79,9 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
 @click.argument("parts", nargs=-1, required=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--holdout-docs", type=int, default=0, help="Hold out N random documents as NAME-holdout.")
-@click.option("--holdout-seed", type=int, default=0, show_default=True)
-@click.option("--overwrite", is_flag=True)
+@click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True,
+              help="Seed of the draw of the held-out documents (the same seed and corpus give the same split).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
 def merge(name, parts, data_dir, holdout_docs, holdout_seed, overwrite):
     """Join token stores PARTS (e.g. the shards of one job) into NAME."""
     from mixkit.merge import merge as run
