@@ -13,21 +13,7 @@ COMMANDS = {
 }
 
 
-class TrainerGroup(LazyGroup):
-    """Lists each command with its whole first sentence (click cuts it at the terminal's width)."""
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is not None and not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(limit=1_000)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
-@click.group(cls=TrainerGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mixkit")
 def main() -> None:
     """trainer: pretrain, midtrain and finetune GPT-NeoX (Pythia) models on mixkit streams, and

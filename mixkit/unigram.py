@@ -772,10 +772,8 @@ def distribution(
     (default ``"tokens"``) applies under ``"all"`` only; ``base`` names the pretraining
     store of a paper-protocol mixture (default: its first part).
     """
-    options = resolve_options(options, protocol=protocol, seed=seed)
-    parts = open_spec(spec, data_dir)
-    probs, documents = _mixture(parts, mix_by=mix_by, options=options, base=base, cache=cache, progress=progress)
-    return Distribution(label=str(spec), probs=probs, parts=parts, options=options, documents=tuple(documents))
+    return distributions([spec], data_dir=data_dir, protocol=protocol, seed=seed, mix_by=mix_by, options=options,
+                         base=base, cache=cache, progress=progress)[0]
 
 
 def distributions(
