@@ -99,6 +99,7 @@ class StudyRunner:
         self.plan: StudyPlan = plan_study(cfg)
         self._t0 = time.monotonic()
         self._tokenizer_path: str | None | bool = False  # False: not resolved yet
+        self._tokenizer: tuple[Any, Any] | None = None
 
     @property
     def is_sweep(self) -> bool:
@@ -140,9 +141,15 @@ class StudyRunner:
         self._tokenizer_path = str(path)
         return self._tokenizer_path
 
+    def tokenizer(self) -> tuple[Any, Any]:
+        """The study's tokenizer and its info (file, sha256, vocabulary, EOS), loaded once."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer_path())
+        return self._tokenizer
+
     def tokenizer_summary(self) -> dict[str, Any]:
         """What experiment.json records of the tokenizer: file, sha256, vocabulary, and what it was trained on."""
-        _, info = load_tokenizer(self.tokenizer_path())
+        _, info = self.tokenizer()
         out: dict[str, Any] = {"file": info.path.name, "sha256": info.sha256, "vocab_size": info.vocab_size,
                                "model_vocab_size": self.cfg.model.build().vocab_size}
         if self.cfg.tokenizer is not None and self.cfg.tokenizer.train is not None:
@@ -157,7 +164,7 @@ class StudyRunner:
         except MixkitError:
             return False
         m = store.manifest
-        _, info = load_tokenizer(self.tokenizer_path())
+        _, info = self.tokenizer()
         if m.get("tokenizer", {}).get("sha256") != info.sha256:
             return False
         wanted = [source_identity(describe_source(i, p)) for i, p in enumerate(expand_sources(corpus.sources))]
@@ -232,7 +239,7 @@ class StudyRunner:
         for i in range(n_docs):
             doc = np.asarray(held[i], dtype=np.int64)[1:]
             held_counts += np.bincount(doc, minlength=held.vocab_size)[: held.vocab_size]
-        tokenizer, info = load_tokenizer(self.tokenizer_path())
+        tokenizer, info = self.tokenizer()
         task_ce: dict[str, dict[str, float]] = {}
         answers = {}
         for task, tcfg in cfg.tasks.items():
