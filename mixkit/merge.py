@@ -2,8 +2,11 @@
 
 When the parts are the shards of one ``mixkit tokenize --num-shards K`` job (each part
 records the full source list and its shard index), documents are put back in the
-order of the original source list, so the merged ``.bin``/``.idx`` are byte-identical
-to tokenizing everything in one run. Other stores are concatenated in the order given.
+order of the original source list, and within a source split between shards
+(``mixkit.sharding``) in shard order, so the merged ``.bin``/``.idx`` are byte-identical
+to tokenizing everything in one run; the parts of a source become one source entry
+again (documents, tokens and records summed). Other stores are concatenated in the
+order given.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def _are_shards_of_one_job(stores: list[TokenStore]) -> bool:
 
 
 def _segments(stores: list[TokenStore]) -> list[tuple[TokenStore, int, int, dict[str, Any]]]:
-    """(store, first doc, end doc, source entry) for every source, in global source order."""
+    """(store, first doc, end doc, source entry) for every source part, in global order:
+    by source, then by shard (a source's part in shard i precedes its part in shard i + 1)."""
     segs = []
     for s in stores:
         first = 0
@@ -41,8 +45,28 @@ def _segments(stores: list[TokenStore]) -> list[tuple[TokenStore, int, int, dict
             first += src["documents"]
         if first != s.num_docs:
             raise MixkitError(f"store '{s.name}': its sources account for {first} documents, it has {s.num_docs}")
-    segs.sort(key=lambda t: t[3]["index"])
+    segs.sort(key=lambda t: (t[3]["index"], t[0].manifest["shard"]["index"]))
     return segs
+
+
+def _joined_sources(segments: list[tuple[TokenStore, int, int, dict[str, Any]]], expected: int) -> list[dict[str, Any]]:
+    """One entry per source, its parts' counts summed and ``shard_part`` dropped: the entry one run writes."""
+    joined: dict[int, dict[str, Any]] = {}
+    for store, _, _, src in segments:
+        entry = {k: v for k, v in src.items() if k != "shard_part"}
+        have = joined.get(src["index"])
+        if have is None:
+            joined[src["index"]] = entry
+            continue
+        counts = ("documents", "tokens", "records")
+        if {k: v for k, v in have.items() if k not in counts} != {k: v for k, v in entry.items() if k not in counts}:
+            raise MixkitError(f"store '{store.name}': source {src['path']} differs from the other shards' (changed between shards?)")
+        for k in counts:
+            have[k] += entry[k]
+    missing = sorted(set(range(expected)) - set(joined))
+    if missing:
+        raise MixkitError(f"the shards hold no part of source {missing[0]} (of {expected}): a shard of another job?")
+    return [joined[i] for i in sorted(joined)]
 
 
 def merge(
@@ -70,7 +94,7 @@ def merge(
     sharded = _are_shards_of_one_job(stores)
     if sharded:
         segments = _segments(stores)
-        sources = [dict(seg[3]) for seg in segments]
+        sources = _joined_sources(segments, len(first.manifest["all_sources"]))
     else:
         segments = [(s, 0, s.num_docs, None) for s in stores]
         sources = [dict(src, part=s.name) for s in stores for src in s.manifest.get("sources", [])]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+import itertools
 import json
 import re
 import zlib
@@ -362,9 +363,43 @@ def _decode(raw: bytes, origin: str) -> str:
         raise BadRecord(origin, "invalid UTF-8", f"invalid UTF-8 at byte {e.start}") from None
 
 
-def read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
+def _byte_range_lines(path: Path | RemoteFile, start: int, stop: int) -> Iterator[tuple[str, bytes]]:
+    """``(origin, line)`` for every line of an uncompressed file that *starts* at a byte
+    offset in ``[start, stop)``: the line cut of a shard (``mixkit.sharding``).
+
+    Reading from ``start - 1`` and dropping everything up to the first newline lands on
+    the first line starting at or after ``start`` (a line starting exactly at ``start``
+    is kept because the byte before it is its predecessor's newline). Line numbers are
+    not known without reading the bytes before, so the origin names the line's offset.
+    """
+    try:
+        with open_raw(path) as raw:
+            f = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, buffer_size=1 << 20)
+            position = 0
+            if start > 0:
+                f.seek(start - 1)
+                position = start - 1 + len(f.readline())
+            while position < stop:
+                line = f.readline()
+                if not line:
+                    return
+                yield f"{path}:line at byte {position}", line
+                position += len(line)
+    except OSError as e:
+        raise MixkitError(f"{path}: cannot read ({e})") from None
+
+
+def _numbered_lines(path: Path | RemoteFile, first: int = 0, stop: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """``(origin, line)`` for the lines numbered ``first + 1 .. stop`` (all from ``first`` when ``stop`` is None)."""
     for lineno, raw in _lines(path):
-        origin = f"{path}:line {lineno}"
+        if stop is not None and lineno > stop:
+            return
+        if lineno > first:
+            yield f"{path}:line {lineno}", raw
+
+
+def _jsonl_records(lines: Iterator[tuple[str, bytes]]) -> Iterator[Record | BadRecord]:
+    for origin, raw in lines:
         if not raw.strip():
             continue
         try:
@@ -379,6 +414,10 @@ def read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
             yield bad
             continue
         yield Record(obj, origin)
+
+
+def read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
+    return _jsonl_records(_numbered_lines(path))
 
 
 def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | BadRecord]:
@@ -458,43 +497,58 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
                 yield Record(obj, origin)
 
 
-def read_parquet(path: Path | RemoteFile, batch_size: int = 1024) -> Iterator[Record | BadRecord]:
+def read_parquet(path: Path | RemoteFile, batch_size: int = 1024, rows: range | None = None) -> Iterator[Record | BadRecord]:
+    """The rows of a Parquet file in order, one row group at a time; with ``rows`` only
+    those rows (0-based), reading only the row groups that hold them."""
     import pyarrow.parquet as pq  # heavy (a third of a second): loaded only for Parquet sources
 
     if isinstance(path, RemoteFile):
         with open_raw(path) as raw:
-            yield from _parquet_rows(pq, raw, path, batch_size)
+            yield from _parquet_rows(pq, raw, path, batch_size, rows)
     else:
-        yield from _parquet_rows(pq, path, path, batch_size)
+        yield from _parquet_rows(pq, path, path, batch_size, rows)
 
 
-def _parquet_rows(pq, file, path: Path | RemoteFile, batch_size: int) -> Iterator[Record | BadRecord]:
+def _parquet_file(pq, file, path: Path | RemoteFile):
     try:
-        pf = pq.ParquetFile(file)
+        return pq.ParquetFile(file)
     except Exception as e:
         raise MixkitError(f"{path}: not a readable Parquet file ({e})") from None
-    n = 0
+
+
+def _parquet_rows(pq, file, path: Path | RemoteFile, batch_size: int, rows: range | None = None) -> Iterator[Record | BadRecord]:
+    pf = _parquet_file(pq, file, path)
+    wanted = rows if rows is not None else range(pf.metadata.num_rows)
+    first = 0  # index of the row group's first row
     for rg in range(pf.num_row_groups):
+        size = pf.metadata.row_group(rg).num_rows
+        lo, hi = max(wanted.start, first), min(wanted.stop, first + size)
+        if lo < hi:
+            try:
+                table = pf.read_row_group(rg).slice(lo - first, hi - lo)
+            except Exception as e:
+                raise MixkitError(f"{path}: row group {rg} unreadable ({e})") from None
+            n = lo
+            for batch in table.to_batches(max_chunksize=batch_size):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield Record(row, f"{path}:record {n}")
+        first += size
+
+
+def _txt_line_records(lines: Iterator[tuple[str, bytes]]) -> Iterator[Record | BadRecord]:
+    for origin, raw in lines:
         try:
-            table = pf.read_row_group(rg)
-        except Exception as e:
-            raise MixkitError(f"{path}: row group {rg} unreadable ({e})") from None
-        for batch in table.to_batches(max_chunksize=batch_size):
-            for row in batch.to_pylist():
-                n += 1
-                yield Record(row, f"{path}:record {n}")
+            text = _decode(raw, origin)
+        except BadRecord as bad:
+            yield bad
+            continue
+        yield Record({"text": text.rstrip("\r\n")}, origin)
 
 
 def read_txt(path: Path, lines: bool = False) -> Iterator[Record | BadRecord]:
     if lines:
-        for lineno, raw in _lines(path):
-            origin = f"{path}:line {lineno}"
-            try:
-                text = _decode(raw, origin)
-            except BadRecord as bad:
-                yield bad
-                continue
-            yield Record({"text": text.rstrip("\r\n")}, origin)
+        yield from _txt_line_records(_numbered_lines(path))
         return
     # One document per file: read in chunks so a bad byte is reported with its offset.
     chunks = []
@@ -537,7 +591,7 @@ def _pick_split(where: str, splits: list[str], split: str | None) -> str | None:
     )
 
 
-def read_hf(path: Path, split: str | None = None, named_in_source: bool = False) -> Iterator[Record | BadRecord]:
+def read_hf(path: Path, split: str | None = None, named_in_source: bool = False, rows: range | None = None) -> Iterator[Record | BadRecord]:
     """A local ``datasets`` folder: ``save_to_disk`` output, or a folder of data files.
 
     ``save_to_disk`` folders are memory-mapped Arrow; a data folder goes through
@@ -547,6 +601,16 @@ def read_hf(path: Path, split: str | None = None, named_in_source: bool = False)
     ignores a job-wide ``split`` unless it records another split; a split named in the
     source itself (``FOLDER:SPLIT``) must exist.
     """
+    ds, where = _load_hf(path, split, named_in_source)
+    first = 0
+    if rows is not None:
+        ds, first = ds.select(rows), rows.start
+    for i, row in enumerate(ds, first + 1):
+        yield Record(dict(row), f"{where}:record {i}")
+
+
+def _load_hf(path: Path, split: str | None, named_in_source: bool):
+    """``(dataset, where)``: the one split of a local ``datasets`` folder that ``read_hf`` reads."""
     import datasets  # heavy: loaded only for datasets folders
 
     datasets.disable_progress_bars()
@@ -566,8 +630,7 @@ def read_hf(path: Path, split: str | None = None, named_in_source: bool = False)
         raise MixkitError(f"{path}: holds {held}, not the split {split!r}")
     else:
         where = str(path)
-    for i, row in enumerate(ds, 1):
-        yield Record(dict(row), f"{where}:record {i}")
+    return ds, where
 
 
 _HUB_BUILDERS: dict[tuple[str, str | None, str | None], Any] = {}
@@ -626,9 +689,90 @@ def read_hub(src: HubDataset, split: str | None = None) -> Iterator[Record | Bad
         yield Record(dict(row), f"{where}:record {i}")
 
 
-def read_records(source: Source, lines: bool = False, split: str | None = None) -> Iterator[Record | BadRecord]:
+@dataclass(frozen=True)
+class Part:
+    """A contiguous part of one source's records: what one shard reads of it (``mixkit.sharding``).
+
+    ``unit == "bytes"``: the lines of an uncompressed line file (JSON lines, ``--lines``
+    text) that start at a byte offset in ``[start, stop)``; the file is entered there.
+    ``unit == "records"``: the records with a 0-based index in ``[start, stop)``, where the
+    index is the line number - 1 for line files (blank lines counted), the element for a
+    JSON array, the row for Parquet and ``datasets`` folders, and 0 for a one-document
+    text file. Parquet reads only the row groups that hold the rows, a ``datasets`` folder
+    only the rows (memory-mapped); a compressed stream or a JSON array is read from its
+    start, since neither can be entered in the middle.
+    """
+
+    unit: str
+    start: int
+    stop: int
+
+    def describe(self) -> dict[str, Any]:
+        return {self.unit: [self.start, self.stop]}
+
+
+def count_records(source: Path | DatasetFolder | RemoteFile, lines: bool = False, split: str | None = None) -> int:
+    """How many records ``Part(unit="records")`` indexes in ``source`` (see ``Part``).
+
+    Parquet and ``datasets`` folders: from their metadata. Line files: the newlines, plus
+    a last line without one (the decompressed bytes are counted, not parsed). JSON arrays:
+    a full decoding pass.
+    """
+    if isinstance(source, DatasetFolder):
+        return len(_load_hf(source.path, source.split, True)[0])
+    fmt = source_format(source)
+    if fmt == "hf":
+        return len(_load_hf(source, split, False)[0])
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if isinstance(source, RemoteFile):
+            with open_raw(source) as raw:
+                return _parquet_file(pq, raw, source).metadata.num_rows
+        return _parquet_file(pq, source, source).metadata.num_rows
+    if fmt == "json":
+        return sum(1 for _ in read_json_array(source))
+    if fmt == "txt" and not lines:
+        return 1
+    count, last = 0, b"\n"
+    try:
+        with open_binary(source) as f:
+            while chunk := f.read(1 << 22):
+                count += chunk.count(b"\n")
+                last = chunk[-1:]
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise MixkitError(f"{source}: truncated or corrupt gzip stream ({e})") from None
+    except OSError as e:
+        raise MixkitError(f"{source}: cannot read ({e})") from None
+    return count + (last != b"\n")
+
+
+def _part_records(source: Path | DatasetFolder | RemoteFile, part: Part, lines: bool, split: str | None) -> Iterator[Record | BadRecord]:
+    rows = range(part.start, part.stop)
+    if isinstance(source, DatasetFolder):
+        return read_hf(source.path, source.split, named_in_source=True, rows=rows)
+    fmt = source_format(source)
+    if fmt == "hf":
+        return read_hf(source, split, rows=rows)
+    if fmt == "parquet":
+        return read_parquet(source, rows=rows)
+    if fmt == "json":
+        return itertools.islice(read_json_array(source), part.start, part.stop)
+    if fmt == "txt" and not lines:
+        return read_txt(source) if part.start == 0 < part.stop else iter(())
+    if part.unit == "bytes":
+        line_range = _byte_range_lines(source, part.start, part.stop)
+    else:
+        line_range = _numbered_lines(source, part.start, part.stop)
+    return _jsonl_records(line_range) if fmt == "jsonl" else _txt_line_records(line_range)
+
+
+def read_records(source: Source, lines: bool = False, split: str | None = None, part: Part | None = None) -> Iterator[Record | BadRecord]:
     """Dispatch on the kind and format of ``source``; ``split`` is for datasets that have splits
-    and name none themselves (see ``source_format`` and the module docstring)."""
+    and name none themselves (see ``source_format`` and the module docstring); ``part``, when
+    given, is the part of a local or remote file or folder to read (not of a hub dataset)."""
+    if part is not None and not isinstance(source, HubDataset):
+        return _part_records(source, part, lines, split)
     if isinstance(source, HubDataset):
         return read_hub(source, split)
     if isinstance(source, DatasetFolder):

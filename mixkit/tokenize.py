@@ -30,9 +30,12 @@ killed at any moment and started again with the same command resumes there; beca
 encoding is a pure function of the text and batches never change what is written,
 the result is byte-identical to an uninterrupted run, whatever ``--workers``.
 
-Sharding: ``num_shards=K, shard_index=i`` takes the sources whose position in the
-expanded source list is ``i mod K``; ``mixkit merge`` puts the parts back in source
-order (see ``mixkit.merge``).
+Sharding: ``num_shards=K, shard_index=i`` takes the ``i``-th of ``K`` equal byte ranges of
+the source set, split by documents (``mixkit.sharding``: line starts of a JSON-lines
+file, record ranges of compressed files, Parquet, JSON arrays and ``datasets`` folders),
+so one file gives ``K`` balanced shards. Each source a shard reads carries its ``shard_part``
+in the manifest; ``mixkit merge`` puts the parts back in (source, shard) order (see
+``mixkit.merge``). A shard resumes like any run: its position is in the part it reads.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from mixkit.readers import (
     read_records,
     remote_identity,
 )
+from mixkit.sharding import SourcePart, shard_parts
 from mixkit.store import StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
 from mixkit.tokenizer_files import FALLBACK_EOS, resolve_tokenizer
 
@@ -292,7 +296,7 @@ class Tokenization:
         self.prefix = self.files.prefix
         all_sources = expand_sources(cfg.sources)
         self.all_sources = all_sources
-        self.selected: list[tuple[int, Source]] = [(i, p) for i, p in enumerate(all_sources) if i % cfg.num_shards == cfg.shard_index]
+        self.selected: list[SourcePart] = shard_parts(all_sources, cfg.num_shards, cfg.shard_index, cfg.lines, cfg.split)
         self.tok, self.tokinfo = load_tokenizer(cfg.tokenizer, cfg.workers)
         self.encoder_choice = choose_encoder(self.tok, self.tokinfo, cfg.encoder)
         self.encoder = self.encoder_choice.encoder
@@ -306,7 +310,7 @@ class Tokenization:
     def job_description(self, sources: list[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.cfg
         return {
-            "sources": [{"path": s["path"], **_identity(s)} for s in sources],
+            "sources": [{"path": s["path"], **_identity(s), **({"shard_part": s["shard_part"]} if "shard_part" in s else {})} for s in sources],
             "all_sources": [str(p) for p in self.all_sources],
             "text": cfg.text.describe(),
             "tokenizer": self.tokinfo.describe(),
@@ -330,7 +334,10 @@ class Tokenization:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.files.interrupted_temporaries():
             stale.unlink(missing_ok=True)
-        sources = [describe_source(i, p, cfg.split) for i, p in self.selected]
+        sources = [describe_source(p.index, p.source, cfg.split) for p in self.selected]
+        for entry, p in zip(sources, self.selected):
+            if p.part is not None:
+                entry["shard_part"] = p.part.describe()
         job = self.job_description(sources)
         job_hash = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
 
@@ -543,11 +550,12 @@ class Tokenization:
             return _Batch([], [], 0, start, Counter(), 0, Counter(), start)
 
         batch = new_batch(position)
-        for src, path in self.selected:
+        for selected in self.selected:
+            src = selected.index
             if src < start_src:
                 continue
             consumed = 0
-            for item in read_records(path, lines=cfg.lines, split=cfg.split):
+            for item in read_records(selected.source, lines=cfg.lines, split=cfg.split, part=selected.part):
                 consumed += 1
                 if src == start_src and consumed <= start_rec:
                     continue
@@ -638,6 +646,11 @@ class Tokenization:
         if writer.num_docs == 0:
             writer.abort()
             self.state_path.unlink(missing_ok=True)
+            if cfg.num_shards > 1 and not any(s["records"] for s in sources):
+                raise MixkitError(
+                    f"shard {cfg.shard_index} of {cfg.num_shards} of '{cfg.name}' holds no records "
+                    f"(fewer documents than shards, or one line longer than 1/{cfg.num_shards} of the bytes): use fewer shards"
+                )
             raise MixkitError(f"no documents in the sources of '{cfg.name}' (all empty or skipped: {manifest['skipped']})")
         if cfg.holdout_docs:
             manifest = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
