@@ -46,6 +46,7 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     [optim]                     # trainer.optim.OptimConfig: pretrain/midtrain optimizer
     [train]                     # TrainSettings below
     [sft]                       # trainer.sft.SFTConfig
+    [launcher]                  # LauncherConfig below: Slurm jobs of `--launcher slurm` (no effect on results)
 
 A sweep's grid point (dataset d, start step S, ratio r) is the variant ``{d}{100 r}-at{S}``
 (``code20-at36``) with mixture ``pretrain:1-r,d:r`` from S on; its baseline ``base`` (the
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -221,6 +223,46 @@ class Variant:
     ratio: float = 0.0
 
 
+SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")  # MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]
+
+
+@dataclass
+class LauncherConfig:
+    """``[launcher]``: the Slurm jobs of ``--launcher slurm`` (``lab.launcher``); command-line flags win.
+
+    ``time`` is Slurm's limit per job (``HH:MM:SS``, ``D-HH:MM:SS`` or minutes); ``gpus_per_job``
+    GPUs for each run's job (the prepare and report jobs take none); ``setup`` shell lines run
+    first in every job (``module load ...``, ``source .venv/bin/activate``); ``sbatch_args`` more
+    ``sbatch`` options as written (``--qos=high``); ``python`` the interpreter on the nodes
+    (default: the one that launches). Nothing here changes a result, so it is not part of
+    any run's identity.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    time: str = "04:00:00"
+    gpus_per_job: int = 1
+    cpus_per_job: int | None = None
+    mem: str | None = None
+    setup: list[str] = field(default_factory=list)
+    sbatch_args: list[str] = field(default_factory=list)
+    python: str | None = None
+
+    def __post_init__(self) -> None:
+        if not SLURM_TIME.match(self.time):
+            raise invalid("time", f"{self.time!r} is not a Slurm time (HH:MM:SS, D-HH:MM:SS or minutes)")
+        if self.gpus_per_job < 0:
+            raise invalid("gpus_per_job", f"must be >= 0, got {self.gpus_per_job}")
+        if self.cpus_per_job is not None and self.cpus_per_job < 1:
+            raise invalid("cpus_per_job", f"must be at least 1 when given, got {self.cpus_per_job}")
+        for key in ("partition", "account", "mem", "python"):
+            if getattr(self, key) == "":
+                raise invalid(key, "must not be empty (leave it out instead)")
+        for arg in self.sbatch_args:
+            if not arg.startswith("-"):
+                raise invalid("sbatch_args", f"{arg!r} is not an sbatch option (write each as --name=value)")
+
+
 @dataclass
 class StudyConfig:
     """A whole study, validated: what to tokenize, measure, mix, train and finetune."""
@@ -245,6 +287,7 @@ class StudyConfig:
     tokenizer: TokenizerChoice | None = None  # None: the bundled GPT-NeoX-20B tokenizer
     start_steps: list[int] = field(default_factory=list)  # ascending; an experiment's one S
     start_spec: list[int | float] = field(default_factory=list)  # a sweep's start steps as written
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)  # Slurm jobs (lab.launcher)
 
     @property
     def variant_names(self) -> list[str]:
@@ -266,7 +309,7 @@ class StudyConfig:
 
 
 TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
-            "optim", "train", "sft", "sweep")
+            "optim", "train", "sft", "sweep", "launcher")
 
 
 def ratio_label(ratio: float) -> str:
@@ -455,6 +498,7 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     train = from_table(TrainSettings, _table(table, "train", top, {}), top.sub("train"))
     sft_table = dict(_table(table, "sft", top, {}))
     sft = from_table(SFTConfig, sft_table, top.sub("sft"))
+    launcher = from_table(LauncherConfig, _table(table, "launcher", top, {}), top.sub("launcher"))
     if sft.seq_len > model.build().max_seq_len:
         raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len "
                                               f"{model.build().max_seq_len}")
@@ -463,7 +507,7 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
                        sweep=sweep, tokenizer=tokenizer, start_steps=start_steps,
                        tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},
-                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step])
+                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step], launcher=launcher)
 
 
 def load_study(path: str | os.PathLike, kind: Literal["experiment", "sweep"] | None = None,

@@ -385,3 +385,142 @@ def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubCac
     monkeypatch.setattr(readers, "_HUB_BUILDERS", {})
     datasets.disable_progress_bars()
     return HubCache(home)
+
+
+# -- a fake Slurm ------------------------------------------------------------------------------------
+
+FAKE_SLURM = r'''#!PYTHON
+"""A fake sbatch/squeue/scancel: records every submission in STATE and runs each job at once, in order.
+
+sbatch: options on the command line and in the script's #SBATCH lines (the command line
+wins); a job array runs every task with SLURM_ARRAY_JOB_ID/SLURM_ARRAY_TASK_ID set; a
+dependency (afterok/afterany on jobs or array tasks) must name jobs submitted before, and
+an unmet afterok cancels the job (--kill-on-invalid-dep). FAKE_SLURM_HOLD names jobs (by
+--job-name) that stay PENDING instead of running; FAKE_SLURM_FAIL names jobs or array
+task runs (`NAME` or `NAME[i]`) that exit 1 without running.
+"""
+import json, os, re, subprocess, sys
+from pathlib import Path
+
+STATE = Path(__file__).with_name("slurm_state.json")
+tool = Path(sys.argv[0]).name
+
+
+def load():
+    return json.loads(STATE.read_text()) if STATE.exists() else {"next": 1000, "jobs": []}
+
+
+def options(tokens):
+    opts, rest = {}, []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.startswith("--") and "=" in t:
+            k, v = t[2:].split("=", 1)
+            opts[k] = v
+        elif t in ("--parsable", "--requeue"):
+            opts[t[2:]] = True
+        elif t.startswith("--") and i + 1 < len(tokens) - 1:
+            opts[t[2:]] = tokens[i + 1]
+            i += 1
+        else:
+            rest.append(t)
+        i += 1
+    return opts, rest
+
+
+def indices(spec):
+    out = []
+    for part in spec.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def state_of(jobs, ref):
+    job_id, _, task = ref.partition("_")
+    job = next(j for j in jobs if j["id"] == job_id)
+    return job["tasks"][task] if task else job["state"]
+
+
+if tool == "sbatch":
+    state = load()
+    cli, rest = options(sys.argv[1:])
+    script = Path(rest[-1])
+    header = [l[len("#SBATCH "):].strip() for l in script.read_text().splitlines() if l.startswith("#SBATCH ")]
+    opts = {**options(header + ["script"])[0], **cli}
+    job_id = str(state["next"])
+    state["next"] += 1
+    deps = []
+    for clause in filter(None, opts.get("dependency", "").split(",")):
+        kind, *refs = clause.split(":")
+        deps += [(kind, r) for r in refs]
+    job = {"id": job_id, "name": opts.get("job-name", script.name), "args": sys.argv[1:], "options": opts,
+           "script": script.read_text(), "dependencies": deps, "tasks": {}, "state": "PENDING"}
+    state["jobs"].append(job)
+    hold = set(filter(None, os.environ.get("FAKE_SLURM_HOLD", "").split(",")))
+    fail = set(filter(None, os.environ.get("FAKE_SLURM_FAIL", "").split(",")))
+    tasks = indices(opts["array"]) if "array" in opts else [None]
+    if job["name"] in hold:
+        job["tasks"] = {str(t): "PENDING" for t in tasks if t is not None}
+    elif any(kind == "afterok" and state_of(state["jobs"], ref) != "COMPLETED" for kind, ref in deps):
+        job["state"] = "CANCELLED"
+        job["tasks"] = {str(t): "CANCELLED" for t in tasks if t is not None}
+    else:
+        for t in tasks:
+            env = dict(os.environ, SLURM_JOB_ID=job_id, SLURM_JOB_NAME=job["name"])
+            out = opts.get("output", "slurm-%j.out")
+            if t is not None:
+                env.update(SLURM_ARRAY_JOB_ID=job_id, SLURM_ARRAY_TASK_ID=str(t), SLURM_ARRAY_TASK_COUNT=str(len(tasks)))
+                out = out.replace("%A", job_id).replace("%a", str(t))
+            out = out.replace("%j", job_id).replace("%x", job["name"])
+            cwd = opts.get("chdir", os.getcwd())
+            task_name = job["name"] if t is None else f"{job['name']}[{t}]"
+            if job["name"] in fail or task_name in fail:
+                rc = 1
+            else:
+                STATE.write_text(json.dumps(state))  # a job may itself call squeue
+                with open(Path(cwd) / out, "ab") as fh:
+                    rc = subprocess.run(["bash", str(script)], cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+            if t is not None:
+                job["tasks"][str(t)] = "COMPLETED" if rc == 0 else "FAILED"
+            job["state"] = "COMPLETED" if rc == 0 and job["state"] != "FAILED" else "FAILED"
+    STATE.write_text(json.dumps(state))
+    print(job_id if opts.get("parsable") else f"Submitted batch job {job_id}")
+elif tool == "squeue":
+    for job in load()["jobs"]:
+        if job["state"] in ("PENDING", "RUNNING"):
+            print("\n".join(f"{job['id']}_{t}" for t in job["tasks"]) if job["tasks"] else job["id"])
+elif tool == "scancel":
+    state = load()
+    for job in state["jobs"]:
+        if job["id"] in sys.argv[1:]:
+            job["state"] = "CANCELLED"
+    STATE.write_text(json.dumps(state))
+'''
+
+
+@dataclass
+class FakeSlurm:
+    """``sbatch``/``squeue``/``scancel`` stand-ins in ``bin`` (put it first on PATH): see ``FAKE_SLURM``."""
+
+    bin: Path
+
+    @property
+    def jobs(self) -> list[dict]:
+        state = self.bin / "slurm_state.json"
+        return json.loads(state.read_text())["jobs"] if state.exists() else []
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
+    """Install the fake Slurm commands in ``tmp_path/slurm-bin`` and put them first on PATH."""
+    import os
+
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "scancel"):
+        path = bin_dir / tool
+        path.write_text(FAKE_SLURM.replace("PYTHON", sys.executable, 1))
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return FakeSlurm(bin_dir)
