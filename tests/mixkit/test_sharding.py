@@ -226,3 +226,31 @@ def test_an_fsspec_url_is_split_like_a_local_file(tmp_path, name):
     assert all(p["documents"] > 0 for p in parts)
     merged = merge("m", ["s0", "s1", "s2"], data_dir=d)
     assert merged["fingerprint"] == single["fingerprint"] and merged["sources"] == single["sources"]
+
+
+@pytest.mark.slow
+def test_the_slurm_array_example_shards_and_merges_to_one_run(tmp_path, monkeypatch):
+    """examples/slurm/tokenize.sh against a fake Slurm: an array of shards, then the merge after them."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, fake_slurm
+
+    slurm = fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    sources, _ = _write_source("jsonl.gz", tmp_path / "src")
+    d = tmp_path / "d"
+    env = dict(os.environ, NAME="c4", SOURCES=sources[0], NUM_SHARDS="3", DATA_DIR=str(d), TOKENIZE_ARGS="--field text",
+               MIXKIT=f"{sys.executable} -m cli.mixkit_cli")
+    result = subprocess.run(["bash", str(ROOT / "examples" / "slurm" / "tokenize.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    array, merge_job = slurm.jobs
+    assert array["options"]["array"] == "0-2" and array["tasks"] == {"0": "COMPLETED", "1": "COMPLETED", "2": "COMPLETED"}
+    assert merge_job["dependencies"] == [["afterok", array["id"]]] and merge_job["state"] == "COMPLETED"
+    assert f"merge: job {merge_job['id']} → store c4" in result.stdout
+    single = _tokenize(sources, "single", tmp_path / "single")
+    for ext in (".bin", ".idx"):
+        assert (d / f"c4{ext}").read_bytes() == (tmp_path / "single" / f"single{ext}").read_bytes()
+    assert json.loads((d / "c4.json").read_text())["sources"] == single["sources"]
+    assert sorted(p.name for p in d.iterdir()) == ["c4.bin", "c4.idx", "c4.json"], "the shards are removed after the merge"
