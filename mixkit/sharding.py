@@ -23,8 +23,8 @@ Every record has a place on that line, and a shard owns the records placed in it
   price of a format without random access, paid only by the (at most two) shards whose
   range cuts such a file; a shard whose range holds a whole file reads it once;
 - a text file read as one document: the document sits at the file's first byte;
-- a hub dataset (``hf://``, streamed, size unknown) is not split: the whole of source
-  ``j`` goes to shard ``j mod K``.
+- a hub dataset (``hf://``, streamed, size unknown) is not split: the ``j``-th hub dataset
+  of the list goes whole to shard ``j mod K``.
 
 A source of size zero is listed by the shard whose range holds its place, so every
 source appears in some shard's manifest; a source read in part carries ``shard_part``
@@ -61,6 +61,7 @@ class SourcePart:
     index: int
     source: Source
     part: Part | None = None
+    nbytes: int | None = None  # the bytes of the source in the shard's range (None: not measured)
 
 
 def source_bytes(source: Source) -> int | None:
@@ -101,27 +102,29 @@ def shard_parts(sources: list[Source], num_shards: int, shard_index: int, lines:
     last = shard_index == num_shards - 1
     parts: list[SourcePart] = []
     offset = 0
+    unsized = 0  # hub datasets so far
     for index, (source, size) in enumerate(zip(sources, sizes)):
         if size is None:
-            if index % num_shards == shard_index:
+            if unsized % num_shards == shard_index:
                 parts.append(SourcePart(index, source))
+            unsized += 1
             continue
         begin, end = offset, offset + size
         offset = end
         if size == 0 or (not isinstance(source, DatasetFolder) and source_format(source) == "txt" and not lines):
             # One place: the source's first byte (a shard at the end of the line owns its end).
             if lo <= begin < hi or (last and begin == hi):
-                parts.append(SourcePart(index, source))
+                parts.append(SourcePart(index, source, None, size))
             continue
         start, stop = max(lo, begin) - begin, min(hi, end) - begin
         if start >= stop:
             continue
         if start == 0 and stop == size:
-            parts.append(SourcePart(index, source))
+            parts.append(SourcePart(index, source, None, size))
         elif _seekable_lines(source, lines):
-            parts.append(SourcePart(index, source, Part("bytes", start, stop)))
+            parts.append(SourcePart(index, source, Part("bytes", start, stop), stop - start))
         else:
             n = count_records(source, lines=lines, split=split)
             first, end_record = _first_at_or_after(start, size, n), _first_at_or_after(stop, size, n)
-            parts.append(SourcePart(index, source, Part("records", first, end_record)))
+            parts.append(SourcePart(index, source, Part("records", first, end_record), stop - start))
     return parts

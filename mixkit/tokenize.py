@@ -388,7 +388,9 @@ class Tokenization:
         encoded: queue.Queue = queue.Queue(maxsize=3)
         errors: list[BaseException] = []
         stop = threading.Event()  # set by the writer: an error, or --max-docs/--max-tokens reached
-        total_bytes = sum(s["bytes"] for s in sources) if all("bytes" in s for s in sources) else None
+        # The progress bar's total: what a shard reads of each source (or the whole source's bytes).
+        sizes = [p.nbytes if p.nbytes is not None else s.get("bytes") for p, s in zip(self.selected, sources)]
+        total_bytes = sum(sizes) if None not in sizes else None
 
         def read() -> None:
             try:

@@ -203,3 +203,19 @@ def test_a_relaunch_depends_on_jobs_still_queued(tmp_path, monkeypatch):
     assert list(graph) == ["prepare", "report"], "every run is finished or still queued"
     assert graph["report"][3] == ["prepare", f"{first['branches-s1234']}_1", first["pretrain-s1235"],
                                   f"{first['branches-s1235']}_0", f"{first['branches-s1235']}_1"]
+
+
+def test_a_sweep_dry_run_prints_its_plan_and_its_job_graph(tmp_path, monkeypatch):
+    from tests.lab.test_sweep import shortened_sweep
+
+    slurm = fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    config = shortened_sweep(tmp_path)
+    result = CliRunner().invoke(main, ["sweep", "--config", str(config), "--out", str(tmp_path / "out"),
+                                       "--launcher", "slurm", "--dry-run", "--gpus-per-job", "0"])
+    assert result.exit_code == 0, result.output
+    assert "4 grid variants + the baseline" in result.output
+    assert ("job branches-s1234: array of 5: [0] base-s1234, [1] code50-at2-s1234, [2] code100-at2-s1234, "
+            "[3] code50-at4-s1234, [4] code100-at4-s1234; 0 GPU(s); afterok:prepare:pretrain-s1234") in result.output
+    assert "job branches-s1235: array of 1: [0] base-s1235" in result.output, "variant_seeds = 1: the baseline alone"
+    assert "--gres" not in result.output and slurm.jobs == []

@@ -254,3 +254,15 @@ def test_the_slurm_array_example_shards_and_merges_to_one_run(tmp_path, monkeypa
         assert (d / f"c4{ext}").read_bytes() == (tmp_path / "single" / f"single{ext}").read_bytes()
     assert json.loads((d / "c4.json").read_text())["sources"] == single["sources"]
     assert sorted(p.name for p in d.iterdir()) == ["c4.bin", "c4.idx", "c4.json"], "the shards are removed after the merge"
+
+
+def test_hub_datasets_go_whole_to_one_shard_each(tmp_path):
+    """A streamed hub dataset has no size to cut: the j-th goes to shard j mod K; local files are still cut."""
+    from mixkit.readers import HubDataset
+
+    local = write_jsonl(tmp_path / "r.jsonl", RECORDS)
+    sources = [HubDataset("org/a"), local, HubDataset("org/b")]
+    got = {i: [(p.index, p.part is not None) for p in shard_parts(sources, 2, i)] for i in range(2)}
+    assert got == {0: [(0, False), (1, True)], 1: [(1, True), (2, False)]}
+    ranges = [p.part for i in range(2) for p in shard_parts(sources, 2, i) if p.index == 1]
+    assert ranges[0].stop == ranges[1].start and ranges[0].start == 0 and ranges[1].stop == local.stat().st_size
