@@ -50,16 +50,21 @@ def _segments(stores: list[TokenStore]) -> list[tuple[TokenStore, int, int, dict
 
 
 def _joined_sources(segments: list[tuple[TokenStore, int, int, dict[str, Any]]], expected: int) -> list[dict[str, Any]]:
-    """One entry per source, its parts' counts summed and ``shard_part`` dropped: the entry one run writes."""
+    """One entry per source, its parts' counts summed and ``shard_part`` dropped: the entry one run writes.
+
+    The identity is the first part's (a local file's sha256: later parts record its size and
+    mtime instead, see ``mixkit.tokenize.describe_source``); the parts must agree on the path
+    and the size, and on every identity key they share."""
     joined: dict[int, dict[str, Any]] = {}
+    counts = ("documents", "tokens", "records")
     for store, _, _, src in segments:
         entry = {k: v for k, v in src.items() if k != "shard_part"}
         have = joined.get(src["index"])
         if have is None:
             joined[src["index"]] = entry
             continue
-        counts = ("documents", "tokens", "records")
-        if {k: v for k, v in have.items() if k not in counts} != {k: v for k, v in entry.items() if k not in counts}:
+        shared = (set(have) & set(entry)) - set(counts)
+        if any(have[k] != entry[k] for k in shared):
             raise MixkitError(f"store '{store.name}': source {src['path']} differs from the other shards' (changed between shards?)")
         for k in counts:
             have[k] += entry[k]

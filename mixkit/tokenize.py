@@ -220,10 +220,12 @@ def _worker_encode(texts: list[str], eos: int | None, dtype: str) -> tuple[np.nd
     return pack(_WORKER_ENCODER.encode_batch(texts), eos, np.dtype(dtype))
 
 
-def describe_source(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
+def describe_source(index: int, source: Source, split: str | None = None, content_hash: bool = True) -> dict[str, Any]:
     """Identity of a source for the manifest and the resume check.
 
-    A local file: its sha256. A folder: the size and mtime of each file (and the split).
+    A local file: its sha256 (with ``content_hash=False``, for a shard that reads a later
+    part of a file, its size and mtime instead: hashing a large file in every shard would
+    read it K times; the shard that reads its first part records the sha256). A folder: the size and mtime of each file (and the split).
     A hub dataset: id, config, split and the revision ``datasets`` resolved (no bytes are
     known before reading). An fsspec URL: size and fsspec's ``ukey`` (an ETag, an mtime).
     """
@@ -242,10 +244,13 @@ def describe_source(index: int, source: Source, split: str | None = None) -> dic
         }
         chosen = source.split if isinstance(source, DatasetFolder) else split
         return {**folder, "split": chosen} if chosen else folder
-    return {"index": index, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    stat = path.stat()
+    if not content_hash:
+        return {"index": index, "path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"index": index, "path": str(path), "bytes": stat.st_size, "sha256": sha256_file(path)}
 
 
-IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision")
+IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision", "mtime_ns")
 
 
 def _identity(src: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +339,8 @@ class Tokenization:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.files.interrupted_temporaries():
             stale.unlink(missing_ok=True)
-        sources = [describe_source(p.index, p.source, cfg.split) for p in self.selected]
+        sources = [describe_source(p.index, p.source, cfg.split, content_hash=p.part is None or p.part.start == 0)
+                   for p in self.selected]
         for entry, p in zip(sources, self.selected):
             if p.part is not None:
                 entry["shard_part"] = p.part.describe()

@@ -266,3 +266,24 @@ def test_hub_datasets_go_whole_to_one_shard_each(tmp_path):
     assert got == {0: [(0, False), (1, True)], 1: [(1, True), (2, False)]}
     ranges = [p.part for i in range(2) for p in shard_parts(sources, 2, i) if p.index == 1]
     assert ranges[0].stop == ranges[1].start and ranges[0].start == 0 and ranges[1].stop == local.stat().st_size
+
+
+def test_only_the_shard_reading_a_file_from_its_start_hashes_it(tmp_path, monkeypatch):
+    """Hashing a large file in each of K shards would read it K times: later parts record size and mtime."""
+    import mixkit.tokenize as tokenize_module
+
+    src = write_jsonl(tmp_path / "r.jsonl", RECORDS)
+    hashed: list[int] = []
+    real = tokenize_module.sha256_file
+
+    def counting(path, *a, **kw):
+        if Path(path) == src:
+            hashed.append(1)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(tokenize_module, "sha256_file", counting)
+    parts = [_tokenize([str(src)], f"s{i}", tmp_path / "d", num_shards=3, shard_index=i) for i in range(3)]
+    assert len(hashed) == 1
+    assert "sha256" in parts[0]["sources"][0] and all("mtime_ns" in p["sources"][0] for p in parts[1:])
+    single = _tokenize([str(src)], "all", tmp_path / "d")
+    assert merge("m", ["s0", "s1", "s2"], data_dir=tmp_path / "d")["sources"] == single["sources"]
