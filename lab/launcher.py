@@ -215,8 +215,13 @@ class SlurmLauncher:
         finished = set(finished_runs(self.cfg, self.out, self.config_path))
         recorded = self._recorded()
         queued: dict[str, str] = {}
-        if recorded and not dry_run:
-            active = queued_job_ids()
+        if recorded:
+            try:
+                active = queued_job_ids()
+            except MixkitError:
+                if not dry_run:
+                    raise
+                active = set()  # a dry run away from the cluster: as if nothing were queued
             queued = {run: job_id for run, job_id in recorded.items() if job_id in active and run not in finished}
         jobs = self.graph(finished, queued)
         for run in self.plan.runs:

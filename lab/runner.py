@@ -18,7 +18,7 @@ holdout; a mix when its plan and input fingerprints match; a run's stages and SF
 when they finished with the same inputs (``trainer.stages``). A killed study started
 again with the same command picks up where it stopped; the worker entry point trains one
 run on any machine that sees ``OUT``, so a grid can be spread over machines and the report
-written with ``--report-only``.
+written with ``--report-only``; ``lab.launcher`` does that through Slurm (``--launcher slurm``).
 """
 
 from __future__ import annotations
