@@ -122,6 +122,10 @@ def test_dry_run_prints_the_graph_and_submits_nothing(tmp_path, monkeypatch):
     assert "--partition=gpu" in result.output and "--gres=gpu:1" in result.output
     assert "dry run: 6 job(s), nothing submitted" in result.output
     assert slurm.jobs == [] and not out.exists()
+    # The local launcher's dry run prints the plan.
+    result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "1 variants + the baseline; 4 variant runs" in result.output and not out.exists()
 
 
 def test_sbatch_missing_is_one_line(tmp_path, monkeypatch):
