@@ -177,22 +177,23 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
         if digest and step > 0 and _batch_digest(stream, step - 1) != digest:
             raise MixkitError(f"cannot continue {branch} on this mix: its batch at step {step - 1} differs from the one "
                               f"the checkpoint was trained on (build both mixes from the same stores, seed and shape)")
+    if latest is not None:
+        # the newest checkpoint whose files match their sha256 (a damaged newer one is named and passed over)
+        latest = ckpt.latest_intact_checkpoint(out_dir, say=None if rank == 0 else lambda line: None)
     if latest is not None or branch is not None:
         source = latest if latest is not None else branch
         old = ckpt.read_meta(source)
         if latest is not None:
             ckpt.check_compatible(old, meta, latest)
-        state = ckpt.load_state(source, device)
-        model.load_state_dict(state["model"])
+        state = ckpt.load_state(source, device, verify=latest is None)
+        ckpt.load_model_state(model, state["model"], source / ckpt.MODEL_FILE)
         start_step = int(old["step"])
         if ckpt.is_weights_only(old):
             # written at the end of the schedule: there is nothing left to train
             if start_step < stop:
                 raise MixkitError(f"{source} holds the weights only: it cannot be continued to step {stop}")
         else:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            ckpt.set_rng_state(state["rng"])
+            ckpt.load_training_state(optimizer, scheduler, state, source / ckpt.TRAIN_STATE_FILE)
 
     train_model: torch.nn.Module = model
     if world > 1:
