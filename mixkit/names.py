@@ -36,23 +36,27 @@ MAX_NAME_BYTES = 200
 def check_new_name(name: str, kind: str = "store") -> str:
     """``name`` if a new ``kind`` ("store" or "mix") may be called so, else a ``MixkitError`` saying why."""
     if not isinstance(name, str) or not name:
-        raise MixkitError(f"{kind} name is empty")
+        raise MixkitError(f"the {kind} name is empty")
     shown = name if len(name) <= 60 else name[:57] + "..."
+
+    def refuse(reason: str) -> MixkitError:
+        return MixkitError(f"{shown!r} is not a valid {kind} name ({reason})")
+
     if os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
-        raise MixkitError(f"{kind} name {shown!r} must be a plain name, not a path (it is created in the data directory)")
+        raise refuse("a plain name, not a path: it is created in the data directory")
     if name.startswith("."):
-        raise MixkitError(f"{kind} name {shown!r} must not start with '.' (hidden names are mixkit's temporaries)")
+        raise refuse("it must not start with '.': hidden names are mixkit's temporaries")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise MixkitError(f"{kind} name {shown!r} contains a control character")
+        raise refuse("it contains a control character")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        raise MixkitError(f"{kind} name {shown!r} is not valid Unicode (a lone surrogate)") from None
+        raise refuse("it is not valid Unicode: a lone surrogate") from None
     if size > MAX_NAME_BYTES:
-        raise MixkitError(f"{kind} name {shown!r} is {size} bytes long; names are limited to {MAX_NAME_BYTES} bytes "
-                          f"(mixkit adds suffixes, and a file name may have 255 bytes)")
+        raise refuse(f"{size} bytes long; names are limited to {MAX_NAME_BYTES} bytes, as mixkit adds suffixes "
+                     f"and a file name may have 255")
     for suffix in RESERVED_SUFFIXES:
         if name.endswith(suffix):
-            raise MixkitError(f"{kind} name {shown!r} ends with {suffix!r}, which mixkit reserves for its own files "
-                              f"(reserved: {' '.join(RESERVED_SUFFIXES)})")
+            raise refuse(f"it ends with {suffix!r}, which mixkit reserves for its own files; "
+                         f"reserved: {' '.join(RESERVED_SUFFIXES)}")
     return name

@@ -118,6 +118,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
     ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out and task losses.
     """
     world, rank, local_rank = _dist_env()
+    if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
+        raise MixkitError(f"out_dir {cfg.out_dir} is a file, not a folder")
     device = resolve_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
