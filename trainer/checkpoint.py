@@ -264,6 +264,9 @@ def verify_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) ->
     files = meta.get("files")
     if not isinstance(files, dict):
         raise CheckpointDamaged(f"{path / META_FILE}: damaged (no file checksums)")
+    for key, kind in (("step", int), ("model_config", dict), ("config", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointDamaged(f"{path / META_FILE}: damaged (no {key!r})")
     needed = [MODEL_FILE] if weights_only or is_weights_only(meta) else [MODEL_FILE, TRAIN_STATE_FILE]
     for name in needed:
         if name not in files:
@@ -400,12 +403,14 @@ def load_training_state(optimizer: torch.optim.Optimizer, scheduler: Any, state:
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Model weights (only) from a checkpoint of ours (verified first) or a Hugging Face GPT-NeoX directory."""
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, *, verify: bool = True) -> None:
+    """Model weights (only) from a checkpoint of ours (verified first, unless the caller just did with
+    ``verify_checkpoint``) or a Hugging Face GPT-NeoX directory."""
     if is_checkpoint(path):
         path = Path(path)
         _refuse_legacy(path)
-        verify_checkpoint(path, weights_only=True)
+        if verify:
+            verify_checkpoint(path, weights_only=True)
         weights, _ = _read_safetensors(path / MODEL_FILE)
         load_model_state(model, weights, path / MODEL_FILE)
         return

@@ -83,8 +83,9 @@ def _build_model(cfg: TrainConfig) -> GPTNeoX:
     if not cfg.init_from:
         return GPTNeoX(mcfg)
     if ckpt.is_checkpoint(cfg.init_from):
-        model = GPTNeoX(ModelConfig(**ckpt.read_meta(Path(cfg.init_from))["model_config"]), init=False)
-        ckpt.load_weights(model, cfg.init_from)
+        meta = ckpt.verify_checkpoint(cfg.init_from, weights_only=True)
+        model = GPTNeoX(ModelConfig(**meta["model_config"]), init=False)
+        ckpt.load_weights(model, cfg.init_from, verify=False)
     else:
         model = from_hf(resolve_pretrained(cfg.init_from, cfg.init_revision))
     if model.cfg != mcfg:
@@ -170,7 +171,7 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     if branch is not None:
         # Continue another run's checkpoint on this mix: same model, optimizer and schedule, and
         # this mix must have served the same samples before the branch step.
-        old = ckpt.read_meta(branch)
+        old = ckpt.verify_checkpoint(branch)  # meta.json and every file against their sha256
         ckpt.check_branchable(old, meta, branch)
         step = int(old["step"])
         if step > stop:
@@ -187,7 +188,7 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
         old = ckpt.read_meta(source)
         if latest is not None:
             ckpt.check_compatible(old, meta, latest)
-        state = ckpt.load_state(source, device, verify=latest is None)
+        state = ckpt.load_state(source, device, verify=False)  # verified above
         ckpt.load_model_state(model, state["model"], source / ckpt.MODEL_FILE)
         start_step = int(old["step"])
         if ckpt.is_weights_only(old):

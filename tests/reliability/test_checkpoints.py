@@ -141,6 +141,7 @@ def test_from_refuses_a_damaged_checkpoint_naming_the_file(stopped, tmp_path):
     assert not (tmp_path / "branch" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_from_on_the_command_line_is_one_line(stopped, tmp_path):
     branch = ckpt.step_dir(stopped, 4)
     flip_inside(branch / ckpt.TRAIN_STATE_FILE)
