@@ -12,6 +12,7 @@ import sys
 
 from lab.config import load_study
 from lab.runner import StudyRunner
+from mixkit.error_lines import debug_enabled, failure_line
 from mixkit.errors import MixkitError
 
 
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
                     config_path=args.config).run_one(args.run)
     except MixkitError as e:
         print(f"Error: {e.message}", file=sys.stderr)
+        return 1
+    except Exception as e:  # one line in the run's log, as the commands print (MIXKIT_DEBUG=1: the traceback)
+        if debug_enabled():
+            raise
+        print(f"Error: {failure_line(e)}", file=sys.stderr)
         return 1
     return 0
 

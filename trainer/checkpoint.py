@@ -40,6 +40,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -179,8 +180,18 @@ def _unflatten_train_state(tensors: dict[str, torch.Tensor], state: dict[str, An
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
-    """Write ``tensors`` (durably) and return the sha256 of the file."""
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    """Write ``tensors`` (durably) and return the sha256 of the file.
+
+    safetensors reports a failed write (a full disk) as ``SafetensorError: ... Os { code: 28, ... }``;
+    it is raised again as the ``OSError`` it was, naming the file.
+    """
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    except SafetensorError as e:
+        code = re.search(r"Os \{ code: (\d+)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from e
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
     return file_sha256(path)

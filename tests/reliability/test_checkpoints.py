@@ -235,3 +235,20 @@ def test_a_damaged_newer_checkpoint_is_not_counted_when_pruning(stopped):
     assert [p.name for p in ckpt.list_checkpoints(stopped)] == ["step_00000004", "step_00000012"]
     for p in ckpt.list_checkpoints(stopped):
         ckpt.verify_checkpoint(p)
+
+
+def test_a_full_disk_while_saving_is_an_os_error_naming_the_file(stopped, monkeypatch):
+    """safetensors reports ENOSPC inside its own exception; the save raises it as the OSError it is."""
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    with pytest.raises(OSError) as e:
+        train(make_cfg(stopped, stop_step=10), resume=True)
+    assert e.value.errno == 28 and e.value.filename.endswith("model.safetensors")
+    # nothing half-written: the checkpoints are those of before, and no temporary folder is left
+    assert [p.name for p in ckpt.list_checkpoints(stopped)] == ["step_00000004", "step_00000008"]
+    assert not [p for p in (stopped / "checkpoints").iterdir() if p.name.startswith(".")]
