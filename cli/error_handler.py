@@ -13,7 +13,6 @@ import errno
 import click
 
 from cli.lazy_group import LazyGroup
-from mixkit.error_lines import debug_enabled, failure_line
 
 
 class CommandFailed(click.ClickException):
@@ -30,11 +29,10 @@ class OneLineErrorGroup(LazyGroup):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except OSError as e:
-            if e.errno == errno.EPIPE or debug_enabled():  # click handles a closed pipe quietly
-                raise
-            raise CommandFailed(failure_line(e)) from e
         except Exception as e:
-            if debug_enabled():
+            # imported here: `mixkit --help` should not pay for importing the mixkit package
+            from mixkit.error_lines import debug_enabled, failure_line
+
+            if debug_enabled() or (isinstance(e, OSError) and e.errno == errno.EPIPE):  # click quiets a closed pipe
                 raise
             raise CommandFailed(failure_line(e)) from e

@@ -332,3 +332,51 @@ def test_a_real_command_in_a_subprocess(folder):
                           text=True, cwd=folder, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("Error:") == 1 and "bin_bytes" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# -- a config is checked whole before the first stage ----------------------------------------------------
+
+
+def test_a_staged_run_checks_every_stage_before_the_first(folder):
+    """The midtrain mix's seq_len is above the model's max_seq_len: refused before pretraining starts."""
+    from mixkit.mix import build_mix
+    from mixkit.mix.plan import plan_from_options
+
+    data = folder / "data"
+    for name, seq_len in (("short", 8), ("long", 32)):
+        build_mix(plan_from_options(base="c4", steps=4, seq_len=seq_len, global_batch=2), name, data)
+    (folder / "run.toml").write_text(f"""
+name = "r"
+out_dir = "{folder / 'run'}"
+data_dir = "{data}"
+micro_batch = 2
+[model]
+name = "tiny"
+max_seq_len = 16
+[[stages]]
+kind = "pretrain"
+name = "pretrain"
+mix = "short"
+[[stages]]
+kind = "midtrain"
+name = "midtrain"
+mix = "long"
+""")
+    result = invoke("trainer", ["train", "--config", "run.toml"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        "Error: stage midtrain: the mix's seq_len 32 exceeds model.max_seq_len 16"]
+    assert not (folder / "run").exists(), "nothing trained, nothing written"
+
+
+@pytest.mark.parametrize("section,key", [("schedule", "seq_len"), ("train", "eval_seq_len"), ("sft", "seq_len")])
+def test_a_study_config_checks_sequence_lengths_at_load(tmp_path, section, key):
+    from lab.config import load_study
+    from tests.support import shortened_quickstart, toml_text, tomllib
+
+    table = tomllib.loads(shortened_quickstart(tmp_path).read_text())
+    table[section][key] = 1000  # the model's max_seq_len is 64
+    path = tmp_path / "bad.toml"
+    path.write_text(toml_text(table))
+    with pytest.raises(click.ClickException, match=rf"\[{section}\] {key}: 1000 is above the model's max_seq_len 64"):
+        load_study(path)
