@@ -246,8 +246,10 @@ def read_meta(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise MixkitError(f"{path}: unreadable checkpoint metadata {META_FILE} ({e})") from None
+    except OSError as e:
+        raise MixkitError(f"{path / META_FILE}: unreadable ({e.strerror})") from None
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON
+        raise CheckpointDamaged(f"{path / META_FILE}: damaged (not readable JSON: {str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict):
         raise CheckpointDamaged(f"{path / META_FILE}: damaged (not a JSON object)")
     if "files" in meta or "meta_sha256" in meta or not _is_legacy(path):

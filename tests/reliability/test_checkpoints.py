@@ -252,3 +252,10 @@ def test_a_full_disk_while_saving_is_an_os_error_naming_the_file(stopped, monkey
     # nothing half-written: the checkpoints are those of before, and no temporary folder is left
     assert [p.name for p in ckpt.list_checkpoints(stopped)] == ["step_00000004", "step_00000008"]
     assert not [p for p in (stopped / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_a_garbage_meta_json_is_damage_too(stopped, capsys):
+    (ckpt.step_dir(stopped, 8) / ckpt.META_FILE).write_bytes(b'{"step": 8, "files": \xff')
+    capsys.readouterr()
+    assert train(make_cfg(stopped), resume=True).start_step == 4
+    assert "step_00000008/meta.json: damaged (not readable JSON" in capsys.readouterr().err
