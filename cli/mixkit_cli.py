@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.lazy_group import LazyGroup
+from cli.error_handler import OneLineErrorGroup
 
 COMMANDS = {
     "tokenize": "cli.tokenize_cmds:tokenize",
@@ -23,7 +23,7 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrorGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mixkit")
 def main() -> None:
     """mixkit: build, measure and mix midtraining data for GPT-NeoX (Pythia) models."""

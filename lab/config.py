@@ -499,9 +499,14 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     sft_table = dict(_table(table, "sft", top, {}))
     sft = from_table(SFTConfig, sft_table, top.sub("sft"))
     launcher = from_table(LauncherConfig, _table(table, "launcher", top, {}), top.sub("launcher"))
-    if sft.seq_len > model.build().max_seq_len:
-        raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len "
-                                              f"{model.build().max_seq_len}")
+    max_seq_len = model.build().max_seq_len
+    if sft.seq_len > max_seq_len:
+        raise top.sub("sft").error("seq_len", f"{sft.seq_len} is above the model's max_seq_len {max_seq_len}")
+    # the lengths every stage will use, checked now rather than after the stages before them ran
+    if schedule.seq_len > max_seq_len:
+        raise top.sub("schedule").error("seq_len", f"{schedule.seq_len} is above the model's max_seq_len {max_seq_len}")
+    if (train.eval_seq_len or 0) > max_seq_len:
+        raise top.sub("train").error("eval_seq_len", f"{train.eval_seq_len} is above the model's max_seq_len {max_seq_len}")
 
     return StudyConfig(name=name, seeds=seeds, variant_seeds=variant_seeds, metric=metric, protocol=protocol, corpora=corpora, schedule=schedule, variants=variants,
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,

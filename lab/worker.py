@@ -19,6 +19,7 @@ from lab.launcher import finished_runs, mark_done
 from lab.plan import plan_study
 from lab.report import write_report
 from lab.runner import StudyRunner
+from mixkit.error_lines import debug_enabled, failure_line
 from mixkit.errors import MixkitError
 
 
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             mark_done(Path(args.out), args.run, args.config)
     except MixkitError as e:
         print(f"Error: {e.message}", file=sys.stderr)
+        return 1
+    except Exception as e:  # one line in the run's log, as the commands print (MIXKIT_DEBUG=1: the traceback)
+        if debug_enabled():
+            raise
+        print(f"Error: {failure_line(e)}", file=sys.stderr)
         return 1
     return 0
 

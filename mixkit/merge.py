@@ -18,6 +18,7 @@ from typing import Any
 from mixkit import __version__
 from mixkit.errors import MixkitError
 from mixkit.holdout import finish_with_holdout
+from mixkit.names import check_new_name
 from mixkit.store import StoreFiles, StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
 
 
@@ -85,6 +86,14 @@ def merge(
     """Merge the stores ``parts`` into a new store ``name``; return its manifest."""
     if len(parts) < 1:
         raise MixkitError("merge needs at least one part")
+    check_new_name(name, "store")
+    seen: dict[Path, str] = {}
+    for part in parts:
+        where = StoreFiles.of(part, data_dir).prefix.resolve()
+        if where in seen:
+            raise MixkitError(f"merge: part {part!r} is named twice (as {seen[where]!r} and {part!r}); "
+                              f"each store can be merged once")
+        seen[where] = part
     stores = [TokenStore.open(p, data_dir) for p in parts]
     check_same_tokenizer(stores)
     first = stores[0]

@@ -39,6 +39,7 @@ import io
 import itertools
 import json
 import re
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -363,6 +364,17 @@ def _decode(raw: bytes, origin: str) -> str:
         raise BadRecord(origin, "invalid UTF-8", f"invalid UTF-8 at byte {e.start}") from None
 
 
+def json_limit(e: Exception) -> tuple[str, str]:
+    """``(skip reason, detail)`` for a JSON value Python's parser refuses beyond syntax: nesting
+    deeper than the recursion limit, or an integer longer than ``sys.get_int_max_str_digits()``."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply", f"JSON nested too deeply to parse (more than about {sys.getrecursionlimit()} levels)"
+    if "integer string conversion" in str(e):
+        return "integer too long", (f"a JSON integer longer than {getattr(sys, 'get_int_max_str_digits', lambda: 4300)()} digits "
+                                    f"(Python's limit on converting integers)")
+    return "malformed JSON", f"malformed JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+
+
 def _byte_range_lines(path: Path | RemoteFile, start: int, stop: int) -> Iterator[tuple[str, bytes]]:
     """``(origin, line)`` for every line of an uncompressed file that *starts* at a byte
     offset in ``[start, stop)``: the line cut of a shard (``mixkit.sharding``).
@@ -408,6 +420,9 @@ def _jsonl_records(lines: Iterator[tuple[str, bytes]]) -> Iterator[Record | BadR
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
                 raise BadRecord(origin, "malformed JSON", f"malformed JSON ({e.msg} at column {e.colno})") from None
+            except (RecursionError, ValueError) as e:
+                reason, detail = json_limit(e)
+                raise BadRecord(origin, reason, detail) from None
             if not isinstance(obj, dict):
                 raise BadRecord(origin, "not an object", f"expected a JSON object, got {type(obj).__name__}")
         except BadRecord as bad:
@@ -491,6 +506,9 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
                     if not eof and fill():
                         continue
                     raise MixkitError(f"{origin}: malformed JSON ({e.msg})") from None
+                except (RecursionError, ValueError) as e:
+                    # where this element ends is unknown, so it cannot be skipped
+                    raise MixkitError(f"{origin}: {json_limit(e)[1]}") from None
             if not isinstance(obj, dict):
                 yield BadRecord(origin, "not an object", f"expected a JSON object, got {type(obj).__name__}")
             else:

@@ -270,12 +270,27 @@ def read_manifest(path: Path, fmt: str, what: str) -> dict[str, Any]:
     ``mixkit.atomic.write_json``.
     """
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise MixkitError(f"{path}: unreadable {what} manifest ({e})") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON
+        raise MixkitError(f"{path}: unreadable {what} manifest ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         raise MixkitError(f"{path}: not a mixkit {what} manifest")
     return manifest
+
+
+# The fields of a store manifest that opening and reading a store rely on, and their types.
+STORE_MANIFEST_FIELDS = {"bin_bytes": int, "idx_bytes": int, "dtype": str, "fingerprint": str, "tokenizer": dict}
+
+
+def check_store_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse a store manifest that lacks a field the store's readers use (an edited or foreign file)."""
+    for key, kind in STORE_MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            problem = "missing" if key not in manifest else f"not {'an' if kind is int else 'a'} {kind.__name__}"
+            raise MixkitError(f"{path}: damaged store manifest ({key!r} is {problem}; re-tokenize with --overwrite)")
+    tokenizer = manifest["tokenizer"]
+    if not isinstance(tokenizer.get("vocab_size"), int) or not isinstance(tokenizer.get("sha256"), str):
+        raise MixkitError(f"{path}: damaged store manifest (tokenizer.vocab_size or tokenizer.sha256 is missing)")
 
 
 class TokenStore:
@@ -312,6 +327,7 @@ class TokenStore:
                 f"(`mixkit list` shows the stores; `mixkit tokenize` makes one)"
             )
         manifest = read_manifest(files.manifest, MANIFEST_FORMAT, "token store")
+        check_store_manifest(manifest, files.manifest)
         for path, key in ((files.bin, "bin_bytes"), (files.idx, "idx_bytes")):
             if not path.exists():
                 raise MixkitError(f"store '{prefix.name}': {path.name} is missing")
@@ -439,10 +455,11 @@ def list_stores(data_dir: str | os.PathLike | None = None) -> list[str]:
     names = []
     for p in sorted(d.glob("*" + StoreFiles.MANIFEST_SUFFIX)):
         try:
-            if json.loads(p.read_text()).get("format") == MANIFEST_FORMAT:
-                names.append(p.stem)
-        except (OSError, json.JSONDecodeError):
+            manifest = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             continue
+        if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT:
+            names.append(p.stem)
     return names
 
 

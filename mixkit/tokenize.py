@@ -61,6 +61,7 @@ from mixkit.config import invalid
 from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, load_encoder
 from mixkit.errors import MixkitError
 from mixkit.holdout import finish_with_holdout
+from mixkit.names import check_new_name
 from mixkit.presets import TextSpec
 from mixkit.readers import (
     BadRecord,
@@ -116,8 +117,10 @@ class TokenizeConfig:
     def __post_init__(self) -> None:
         if not self.sources:
             raise invalid("sources", "no input sources given (pass files, globs or datasets folders)")
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise invalid("name", f"{self.name!r} is not a valid store name (no '/', not starting with '.')")
+        try:
+            check_new_name(self.name, "store")
+        except MixkitError as e:
+            raise invalid("name", e.message) from None
         if self.on_error not in ON_ERROR:
             raise invalid("on_error", f"expected 'raise' or 'skip', got {self.on_error!r}")
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:

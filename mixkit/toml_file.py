@@ -20,8 +20,13 @@ def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     if not p.is_file():
         raise MixkitError(f"{what} {p} does not exist")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise MixkitError(f"cannot read {what} {p}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise MixkitError(f"{p}: not valid UTF-8 (byte {e.start}, line {line}); TOML files are UTF-8 text") from None
+    except RecursionError:
+        raise MixkitError(f"{p}: invalid TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as e:
         raise MixkitError(f"{p}: invalid TOML ({e})") from None

@@ -387,6 +387,20 @@ def _eos_to_drop(store: TokenStore, options: CountOptions) -> int | None:
     return int(eos["id"])
 
 
+def document_ranges(store: TokenStore) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ``(offsets, lengths)`` of every document, refused in one line when the index points
+    outside the ``.bin`` (a damaged ``.idx``): counting would index past the end of the tokens."""
+    offsets = np.asarray(store.doc_offsets, dtype=np.int64)
+    lengths = np.asarray(store.doc_lengths, dtype=np.int64)
+    bad = (offsets < 0) | (lengths < 0) | (offsets > store.num_tokens - lengths)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise MixkitError(f"{store.files.idx}: damaged index: document {i} spans tokens [{offsets[i]}, "
+                          f"{offsets[i] + lengths[i]}) but {store.files.bin.name} holds {store.num_tokens} "
+                          f"(re-tokenize with --overwrite)")
+    return offsets, lengths
+
+
 def counted_ranges(
     store: TokenStore, doc_ids: np.ndarray | None, options: CountOptions
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -395,8 +409,7 @@ def counted_ranges(
     ``ends`` excludes the appended EOS (unless ``options.count_eos``) and stops
     ``options.max_tokens_per_doc`` tokens after ``starts``.
     """
-    offsets = np.asarray(store.doc_offsets, dtype=np.int64)
-    lengths = np.asarray(store.doc_lengths, dtype=np.int64)
+    offsets, lengths = document_ranges(store)
     if doc_ids is not None:
         offsets, lengths = offsets[doc_ids], lengths[doc_ids]
     starts = offsets.copy()
@@ -422,8 +435,8 @@ def compute_counts(store: TokenStore, options: CountOptions, *, progress: bool |
         counts = histogram(tokens, vocab, progress=progress, desc=desc)
         eos = _eos_to_drop(store, options)
         if eos is not None:
-            lengths = np.asarray(store.doc_lengths, dtype=np.int64)
-            last = (store.doc_offsets + lengths - 1)[lengths > 0]
+            offsets, lengths = document_ranges(store)
+            last = (offsets + lengths - 1)[lengths > 0]
             counts[eos] -= int(np.count_nonzero(tokens[last] == eos))
         return counts
     starts, ends = counted_ranges(store, sel, options)

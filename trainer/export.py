@@ -144,8 +144,9 @@ def export_source(path: str | os.PathLike, *, stage: str | None = None, sft: str
 def load_source_model(source: ExportSource) -> GPTNeoX:
     """The weights of an export source, on the CPU."""
     if ckpt.is_checkpoint(source.weights):
-        model = GPTNeoX(ModelConfig(**ckpt.read_meta(source.weights)["model_config"]), init=False)
-        ckpt.load_weights(model, source.weights)
+        meta = ckpt.verify_checkpoint(source.weights, weights_only=True)
+        model = GPTNeoX(ModelConfig(**meta["model_config"]), init=False)
+        ckpt.load_weights(model, source.weights, verify=False)
         return model
     return from_hf(source.weights)
 

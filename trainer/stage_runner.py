@@ -26,6 +26,7 @@ from mixkit.mix.stream import MixStream
 from mixkit.store import TokenStore
 from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
+from trainer.data import check_stream
 from trainer.evaluate import heldout_loss, task_loss
 from trainer.hf import write_hf_files
 from trainer.model import GPTNeoX
@@ -96,7 +97,23 @@ class StageRunner:
 
     # -- the run -----------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """What can be checked before the first stage is: the run folder is a folder, every stage's mix
+        opens and fits the model, the held-out store opens (a bad last stage would otherwise be found
+        only after the stages before it trained)."""
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise MixkitError(f"out_dir {self.run_dir} is a file, not a folder")
+        model_cfg = self.cfg.model.build()
+        for stage in self.cfg.stages:
+            if isinstance(stage, TrainStageConfig):
+                try:
+                    check_stream(MixStream.open(stage.mix, self.cfg.data_dir or None), model_cfg)
+                except MixkitError as e:
+                    raise MixkitError(f"stage {stage.name}: {e.message}") from None
+        self.heldout()
+
     def run(self) -> dict[str, Any]:
+        self.check_inputs()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(self.run_dir, self.cfg.source)
         results = resume_results(self.run_dir, self.cfg.name)

@@ -83,8 +83,9 @@ def _build_model(cfg: TrainConfig) -> GPTNeoX:
     if not cfg.init_from:
         return GPTNeoX(mcfg)
     if ckpt.is_checkpoint(cfg.init_from):
-        model = GPTNeoX(ModelConfig(**ckpt.read_meta(Path(cfg.init_from))["model_config"]), init=False)
-        ckpt.load_weights(model, cfg.init_from)
+        meta = ckpt.verify_checkpoint(cfg.init_from, weights_only=True)
+        model = GPTNeoX(ModelConfig(**meta["model_config"]), init=False)
+        ckpt.load_weights(model, cfg.init_from, verify=False)
     else:
         model = from_hf(resolve_pretrained(cfg.init_from, cfg.init_revision))
     if model.cfg != mcfg:
@@ -118,6 +119,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
     ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out and task losses.
     """
     world, rank, local_rank = _dist_env()
+    if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
+        raise MixkitError(f"out_dir {cfg.out_dir} is a file, not a folder")
     device = resolve_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -168,7 +171,7 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     if branch is not None:
         # Continue another run's checkpoint on this mix: same model, optimizer and schedule, and
         # this mix must have served the same samples before the branch step.
-        old = ckpt.read_meta(branch)
+        old = ckpt.verify_checkpoint(branch)  # meta.json and every file against their sha256
         ckpt.check_branchable(old, meta, branch)
         step = int(old["step"])
         if step > stop:
@@ -177,22 +180,23 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
         if digest and step > 0 and _batch_digest(stream, step - 1) != digest:
             raise MixkitError(f"cannot continue {branch} on this mix: its batch at step {step - 1} differs from the one "
                               f"the checkpoint was trained on (build both mixes from the same stores, seed and shape)")
+    if latest is not None:
+        # the newest checkpoint whose files match their sha256 (a damaged newer one is named and passed over)
+        latest = ckpt.latest_intact_checkpoint(out_dir, say=None if rank == 0 else lambda line: None)
     if latest is not None or branch is not None:
         source = latest if latest is not None else branch
         old = ckpt.read_meta(source)
         if latest is not None:
             ckpt.check_compatible(old, meta, latest)
-        state = ckpt.load_state(source, device)
-        model.load_state_dict(state["model"])
+        state = ckpt.load_state(source, device, verify=False)  # verified above
+        ckpt.load_model_state(model, state["model"], source / ckpt.MODEL_FILE)
         start_step = int(old["step"])
         if ckpt.is_weights_only(old):
             # written at the end of the schedule: there is nothing left to train
             if start_step < stop:
                 raise MixkitError(f"{source} holds the weights only: it cannot be continued to step {stop}")
         else:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            ckpt.set_rng_state(state["rng"])
+            ckpt.load_training_state(optimizer, scheduler, state, source / ckpt.TRAIN_STATE_FILE)
 
     train_model: torch.nn.Module = model
     if world > 1:

@@ -27,6 +27,7 @@ from mixkit.mix.indices import (
     num_samples_for,
 )
 from mixkit.mix.plan import MixPlan
+from mixkit.names import check_new_name
 from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir
 
 
@@ -113,8 +114,7 @@ def build_mix(
     Every check (stores exist and share a tokenizer, each holds a sample, epochs within
     ``allow_repeat``) runs before anything is written; the directory appears whole or not at all.
     """
-    if not name or os.sep in name or (os.altsep and os.altsep in name) or name.startswith("."):
-        raise MixkitError(f"mix name '{name}' must be a plain name (no path separators, no leading dot)")
+    check_new_name(name, "mix")
     data_dir = resolve_data_dir(data_dir)
     out = mixfmt.mix_dir(name, data_dir)
     if out.exists() and not overwrite:

@@ -253,7 +253,7 @@ def plan_from_options(
     base: str | None = None,
     add: str | None = None,
     ratio: float | None = None,
-    start_step: int = 0,
+    start_step: int | None = None,
     phases: list[str] | tuple[str, ...] = (),
     plan_file: str | os.PathLike | None = None,
     steps: int | None = None,
@@ -271,11 +271,15 @@ def plan_from_options(
         raise MixkitError("give exactly one of --base (with --add/--ratio), --phase, or --plan")
     if base is None and (add is not None or ratio is not None):
         raise MixkitError("--add and --ratio go with --base")
+    if start_step is not None and add is None:
+        raise MixkitError("--start-step needs --add (the dataset that joins at that step); "
+                          "without it the mix would be --base alone from step 0")
     settings = dict(steps=steps, seq_len=seq_len, global_batch=global_batch, seed=seed,
                     allow_repeat=allow_repeat, world_size=world_size, shuffle=shuffle)
     if plan_file is not None:
         return load_plan_file(plan_file, **settings)
     if base is not None:
+        start_step = start_step or 0
         plan_phases = simple_phases(base, add, ratio, start_step)
         if steps is not None and start_step >= steps:
             raise MixkitError(f"--start-step {start_step} must be below --steps {steps}")

@@ -13,6 +13,7 @@ from mixkit.mix import MixPlan, Phase, build_mix
 from mixkit.presets import TextSpec
 from mixkit.samples import sample_path
 from mixkit.tokenize import TokenizeConfig, tokenize
+from trainer.checkpoint import load_state
 from trainer.evaluate import heldout_loss, masked_nll, task_loss
 from trainer.model import GPTNeoX, model_config
 from trainer.run_dir import read_metrics
@@ -61,8 +62,8 @@ def test_branching_from_a_base_checkpoint_equals_one_run(data, tmp_path):
     second = losses(tmp_path / "mid" / "midtrain" / "metrics.jsonl")
     assert len(full) == STEPS and len(first) == SPLIT and len(second) == STEPS - SPLIT
     assert first + second == full, "same losses, bit for bit, at every step"
-    a = torch.load(tmp_path / "one" / "pretrain" / "checkpoints" / f"step_{STEPS:08d}" / "state.pt", weights_only=False)
-    b = torch.load(tmp_path / "mid" / "midtrain" / "checkpoints" / f"step_{STEPS:08d}" / "state.pt", weights_only=False)
+    a = load_state(tmp_path / "one" / "pretrain" / "checkpoints" / f"step_{STEPS:08d}", torch.device("cpu"))
+    b = load_state(tmp_path / "mid" / "midtrain" / "checkpoints" / f"step_{STEPS:08d}", torch.device("cpu"))
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from cli.train_cmds import train as train_cmd
 from mixkit.errors import MixkitError
 from tests.support import FakeStream, tiny_stream, tiny_tokens
-from trainer.checkpoint import latest_checkpoint, list_checkpoints, read_meta
+from trainer.checkpoint import latest_checkpoint, list_checkpoints, load_state, read_meta
 from trainer.config import config_from_dict
 from trainer.run_dir import read_metrics
 from trainer.train import train
@@ -76,7 +76,8 @@ def test_outputs_metrics_checkpoints_and_plot(tmp_path):
     assert meta["step"] == 12 and meta["mix_fingerprint"] == tiny_stream().fingerprint
     assert meta["config"]["model"]["name"] == "tiny" and meta["weights_only"]
     assert meta["tokenizer_sha256"] == tiny_stream().tokenizer_sha256
-    assert set(torch.load(latest_checkpoint(out) / "state.pt", weights_only=False)) == {"model"}
+    assert sorted(q.name for q in latest_checkpoint(out).iterdir()) == ["meta.json", "model.safetensors"]
+    assert set(load_state(latest_checkpoint(out), torch.device("cpu"))) == {"model"}
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -88,12 +89,13 @@ def test_checkpoints_kept_are_what_continuing_and_branching_need(tmp_path):
     assert [p.name for p in list_checkpoints(out)] == ["step_00000002", "step_00000008"]
     for p in list_checkpoints(out):
         assert not read_meta(p)["weights_only"]
-        assert set(torch.load(p / "state.pt", weights_only=False)) == {"model", "optimizer", "scheduler", "rng"}
+        assert set(load_state(p, torch.device("cpu"))) == {"model", "optimizer", "scheduler", "rng"}
     train(make_cfg(out, steps=12, checkpoint_interval=2, keep_steps=[2]), resume=True)
     assert [p.name for p in list_checkpoints(out)] == ["step_00000002", "step_00000012"]
     final = latest_checkpoint(out)
-    assert read_meta(final)["weights_only"] and (final / "state.pt").stat().st_size < (
-        list_checkpoints(out)[0] / "state.pt").stat().st_size / 2
+    whole = list_checkpoints(out)[0]
+    assert read_meta(final)["weights_only"] and not (final / "train_state.safetensors").exists()
+    assert (whole / "train_state.safetensors").stat().st_size > 1.5 * (whole / "model.safetensors").stat().st_size
     # a finished run resumed again has nothing to do; its weights-only checkpoint cannot be branched from
     assert train(make_cfg(out, steps=12, checkpoint_interval=2, keep_steps=[2]), resume=True).last_loss is None
     with pytest.raises(MixkitError, match="holds the weights only"):
