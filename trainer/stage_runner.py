@@ -32,6 +32,7 @@ from trainer.model import GPTNeoX
 from trainer.run_dir import (
     MetricsLog,
     content_key,
+    lock_run_dir,
     metrics_path,
     resume_results,
     sft_dir,
@@ -97,6 +98,11 @@ class StageRunner:
     # -- the run -----------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Every stage, holding the run folder's write lock (rank 0, the one writing it)."""
+        with lock_run_dir(self.run_dir) if is_main_process() else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(self.run_dir, self.cfg.source)
         results = resume_results(self.run_dir, self.cfg.name)
