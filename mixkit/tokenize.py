@@ -55,6 +55,7 @@ import hashlib
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -272,6 +273,8 @@ def source_entry(index: int, source: Source, split: str | None = None) -> dict[s
     time here; its sha256 is taken while it is tokenized (module docstring)."""
     if isinstance(source, Path) and not source.is_dir():
         st = source.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return {"index": index, "path": str(source)}  # a pipe: its bytes are counted as they are read
         return {"index": index, "path": str(source), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
     return describe_source(index, source, split)
 
@@ -282,7 +285,7 @@ def source_changed(entry: dict[str, Any], source: Source, split: str | None) -> 
         return None
     now = source_entry(entry["index"], source, split)
     if isinstance(source, Path) and not source.is_dir():
-        if (now["bytes"], now["mtime_ns"]) == (entry["bytes"], entry["mtime_ns"]):
+        if "mtime_ns" not in entry or (now.get("bytes"), now.get("mtime_ns")) == (entry["bytes"], entry["mtime_ns"]):
             return None
         return f"size {entry['bytes']} -> {now['bytes']} bytes" if now["bytes"] != entry["bytes"] else "modified in place"
     return None if now.get("size_mtime") == entry.get("size_mtime") else "its files changed"
@@ -310,7 +313,7 @@ class _Batch:
     empty: int
     per_source_records: Counter
     start: tuple[int, int] = (0, 0)  # the position before this batch
-    digests: dict[int, str] = field(default_factory=dict)  # sha256 of each source read to its end in this batch
+    digests: dict[int, dict[str, Any]] = field(default_factory=dict)  # {"sha256", "bytes"} of each source read to its end here
     marks: list[tuple[int, int]] = field(default_factory=list)  # the position after each text
     skip_events: list[tuple[int, str]] = field(default_factory=list)  # (texts before it, reason)
     empty_events: list[int] = field(default_factory=list)  # texts before each empty record
@@ -485,7 +488,10 @@ class Tokenization:
             published = split_and_publish(full, files, self.dtype, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
         elif self._partial_holds(files.bin_partial, files.lengths_partial, state, exact=True):
             writer = StoreWriter(self.prefix, self.dtype, resume_from=(state["bin_bytes"], state["documents"]))
-            published = self._publish(writer, manifest)
+            if cfg.holdout_docs:
+                published = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
+            else:
+                published = self._publish(writer, manifest)
         else:
             # Nothing left to publish: finished if the outputs in place are the ones this job wrote.
             found = [_manifest_of(f) for f in ([files, files.holdout] if cfg.holdout_docs else [files])]
@@ -541,8 +547,8 @@ class Tokenization:
                         tokens, lengths = tokens[: int(lengths[:keep].sum())], lengths[:keep]
                     if keep:
                         writer.add_packed(tokens, lengths)
-                    for src, sha256 in batch.digests.items():
-                        per_source[src]["sha256"] = sha256
+                    for src, digest in batch.digests.items():
+                        per_source[src].update(digest)
                     for src, n in zip(batch.source_of, lengths.tolist()):
                         per_source[src]["documents"] += 1
                         per_source[src]["tokens"] += n
@@ -727,24 +733,26 @@ class Tokenization:
                     if docs_left is not None:
                         docs_left -= len(batch.texts)
                     batch = new_batch(batch.position)
-            sha256 = self._read_sha256(entries[src], path, digest)
-            if sha256 is not None:
-                batch.digests[src] = sha256
+            read = self._read_digest(entries[src], path, digest)
+            if read is not None:
+                batch.digests[src] = read
             batch.position = (src + 1, 0)
         yield batch
 
-    def _read_sha256(self, entry: dict[str, Any], source: Source, digest: SourceDigest | None) -> str | None:
-        """The sha256 of a local file just read to its end, checked against its size and modification
-        time before reading; None for other sources. Parquet files, read out of order by row group,
-        are hashed after reading (the unchanged size and time vouch for the same bytes)."""
+    def _read_digest(self, entry: dict[str, Any], source: Source, digest: SourceDigest | None) -> dict[str, Any] | None:
+        """``{"sha256", "bytes"}`` of a local file just read to its end, checked against its size and
+        modification time before reading; None for other sources. Parquet files, read out of order
+        by row group, are hashed after reading (the unchanged size and time vouch for the same bytes)."""
         if not isinstance(source, Path) or source.is_dir():
             return None
         how = source_changed(entry, source, self.cfg.split)
-        if digest is not None and digest.bytes != entry["bytes"]:
-            how = f"size {entry['bytes']} bytes before reading, {digest.bytes} read"
+        if digest is not None and "bytes" in entry and digest.bytes != entry["bytes"]:
+            how = f"{entry['bytes']} bytes before reading, {digest.bytes} read"
         if how is not None:
             raise _changed_error(entry["path"], how)
-        return digest.hexdigest() if digest is not None else sha256_file(source)
+        if digest is not None:
+            return {"sha256": digest.hexdigest(), "bytes": digest.bytes}
+        return {"sha256": sha256_file(source), "bytes": entry["bytes"]}
 
     def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str, phase: str = "tokenize") -> None:
         """Make the partial files durable and record where they end: ``phase`` "tokenize" (resume
