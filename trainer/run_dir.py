@@ -133,10 +133,11 @@ def lock_run_dir(folder: PathLike):
     return locks.write_lock(Path(folder) / LOCK_FILE, f"run folder '{folder}'", "wait or pick another out_dir")
 
 
-def remove_interrupted_checkpoints(out_dir: PathLike) -> list[Path]:
-    """Remove the temporary checkpoint folders (``checkpoints/.step_*.PID.*.tmp``, ``.step_*.old``) of
-    killed saves; call it holding the folder's lock."""
-    return locks.remove_orphans(checkpoints_dir(out_dir), "step_*")
+def remove_interrupted_writes(out_dir: PathLike) -> list[Path]:
+    """Remove the temporaries that killed writers left in a run or stage folder: atomic files
+    (``.metrics.jsonl.PID.*.tmp``, ...) and checkpoint folders (``checkpoints/.step_*.PID.*.tmp``,
+    ``.step_*.old``) whose process is dead; call it holding the folder's lock."""
+    return locks.remove_orphans(out_dir, "*") + locks.remove_orphans(checkpoints_dir(out_dir), "step_*")
 
 
 def content_key(obj: Any) -> str:

@@ -34,6 +34,7 @@ from trainer.run_dir import (
     content_key,
     lock_run_dir,
     metrics_path,
+    remove_interrupted_writes,
     resume_results,
     sft_dir,
     sft_weights_path,
@@ -103,6 +104,8 @@ class StageRunner:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
+        if is_main_process():
+            remove_interrupted_writes(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(self.run_dir, self.cfg.source)
         results = resume_results(self.run_dir, self.cfg.name)

@@ -48,7 +48,7 @@ from trainer.run_dir import (
     loss_plot_path,
     metrics_path,
     read_metrics,
-    remove_interrupted_checkpoints,
+    remove_interrupted_writes,
 )
 from trainer.train_log import TrainLogger
 
@@ -131,7 +131,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
     world, rank, local_rank = _dist_env()
     with lock_run_dir(cfg.out_dir) if rank == 0 else contextlib.nullcontext():
         if rank == 0:
-            remove_interrupted_checkpoints(cfg.out_dir)
+            remove_interrupted_writes(cfg.out_dir)
         device = resolve_device(cfg.device, local_rank)
         if world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

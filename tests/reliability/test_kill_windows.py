@@ -98,8 +98,13 @@ def kill_everywhere(tmp_path: Path, tool: str, make_args, check, rerun_args=None
         killed = run_child(tmp_path, tool, make_args(folder), kill_at=k, when=when)
         assert killed.returncode == -signal.SIGKILL, f"window {when} {k}: {killed.stderr[-2000:]}"
         again = run_child(tmp_path, tool, (rerun_args or make_args)(folder))
-        assert again.returncode == 0, f"rerun after a kill {when} rename {k}: {again.stderr[-2000:]}"
         assert "Traceback" not in again.stderr
+        if when == "after" and again.returncode != 0:
+            # Killed after its last rename, the command had published everything: running it
+            # again is running a finished command again (it says so, after removing the leftovers).
+            assert "already exists" in again.stderr, again.stderr[-2000:]
+        else:
+            assert again.returncode == 0, f"rerun after a kill {when} rename {k}: {again.stderr[-2000:]}"
         check(reference, folder)
         assert leftovers(folder) == [], f"window {when} {k}"
     return len(windows)
@@ -220,15 +225,15 @@ def test_checkpoint_save_every_window(tmp_path):
 
     def args(folder: Path) -> list[str]:
         return ["train", "--set", "mix=python:tests.support:tiny_stream", "--set", f"out_dir={folder}",
-                "--set", "steps=6", "--set", "micro_batch=2", "--set", "checkpoint_interval=2", "--set", "keep_last=2",
+                "--set", "steps=4", "--set", "micro_batch=2", "--set", "checkpoint_interval=2", "--set", "keep_last=2",
                 "--set", "model.name=tiny"]
 
     def losses(folder: Path) -> list[float]:
         return [r["loss"] for r in read_metrics(folder / "metrics.jsonl") if "loss" in r]
 
     def check(reference: Path, folder: Path) -> None:
-        assert losses(folder) == losses(reference) and len(losses(folder)) == 6
-        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["step_00000006"]
+        assert losses(folder) == losses(reference) and len(losses(folder)) == 4
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["step_00000004"]
 
     kill_everywhere(tmp_path, "trainer", args, check, rerun_args=lambda folder: [*args(folder), "--resume"])
 
