@@ -313,10 +313,10 @@ class _Batch:
     empty: int
     per_source_records: Counter
     start: tuple[int, int] = (0, 0)  # the position before this batch
-    digests: dict[int, dict[str, Any]] = field(default_factory=dict)  # {"sha256", "bytes"} of each source read to its end here
     marks: list[tuple[int, int]] = field(default_factory=list)  # the position after each text
     skip_events: list[tuple[int, str]] = field(default_factory=list)  # (texts before it, reason)
     empty_events: list[int] = field(default_factory=list)  # texts before each empty record
+    digests: dict[int, dict[str, Any]] = field(default_factory=dict)  # {"sha256", "bytes"} of each source read to its end here
 
     def first(self, k: int) -> _Batch:
         """The batch cut after its ``k``-th text (``--max-docs``/``--max-tokens``): the counts of
