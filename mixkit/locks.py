@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import re
@@ -152,8 +153,9 @@ def temporary_owner(path: Path) -> int | None:
     return int(m.group("pid")) if m else None
 
 
-def remove_orphans(directory: str | os.PathLike, name: str) -> list[Path]:
-    """Remove the temporaries of ``name`` (a glob: ``w``, ``step_*``) in ``directory`` whose owner is dead.
+def remove_orphans(directory: str | os.PathLike, name: str, *, pattern: bool = False) -> list[Path]:
+    """Remove the temporaries of ``name`` (a glob such as ``step_*`` with ``pattern``) in ``directory``
+    whose owner is dead.
 
     Matches ``.NAME.*.tmp`` (files or folders from ``mixkit.atomic``) and ``.NAME.old`` (an old
     version an interrupted ``atomic_dir`` replacement set aside). A temporary whose name carries
@@ -164,6 +166,7 @@ def remove_orphans(directory: str | os.PathLike, name: str) -> list[Path]:
     if not directory.is_dir():
         return []
     removed = []
+    name = name if pattern else glob.escape(name)
     candidates = sorted(set(directory.glob(f".{name}.*.tmp")) | set(directory.glob(f".{name}.old")))
     for p in candidates:
         owner = temporary_owner(p)

@@ -137,7 +137,7 @@ def remove_interrupted_writes(out_dir: PathLike) -> list[Path]:
     """Remove the temporaries that killed writers left in a run or stage folder: atomic files
     (``.metrics.jsonl.PID.*.tmp``, ...) and checkpoint folders (``checkpoints/.step_*.PID.*.tmp``,
     ``.step_*.old``) whose process is dead; call it holding the folder's lock."""
-    return locks.remove_orphans(out_dir, "*") + locks.remove_orphans(checkpoints_dir(out_dir), "step_*")
+    return locks.remove_orphans(out_dir, "*", pattern=True) + locks.remove_orphans(checkpoints_dir(out_dir), "step_*", pattern=True)
 
 
 def content_key(obj: Any) -> str:
