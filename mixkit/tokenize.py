@@ -752,7 +752,7 @@ class Tokenization:
             raise _changed_error(entry["path"], how)
         if digest is not None:
             return {"sha256": digest.hexdigest(), "bytes": digest.bytes}
-        return {"sha256": sha256_file(source), "bytes": entry["bytes"]}
+        return {"sha256": sha256_file(source), "bytes": entry.get("bytes", source.stat().st_size)}
 
     def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str, phase: str = "tokenize") -> None:
         """Make the partial files durable and record where they end: ``phase`` "tokenize" (resume
