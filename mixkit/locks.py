@@ -102,9 +102,14 @@ def write_lock(path: str | os.PathLike, what: str, advice: str = "wait or pick a
     (``"store 'w'"``). Yields the record of a dead previous owner (``{}`` when the lock was free
     and clean). Raises ``BusyError`` at once, without waiting, when a live process holds it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            blocked = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+            why = f"{blocked} is a file, not a folder" if blocked is not None else (e.strerror or str(e))
+            raise MixkitError(f"cannot write {what}: cannot create its lock file {path} ({why})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

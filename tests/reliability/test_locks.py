@@ -208,3 +208,11 @@ def test_remove_orphans_keeps_live_writers_temporaries(tmp_path):
     assert sorted(removed) == sorted([live, dead, legacy, old_dir, folder])  # our own pid: we hold the lock
     assert other_live.exists() and unrelated.exists()
     assert locks.temporary_owner(dead) is not None and locks.temporary_owner(legacy) is None
+
+
+def test_a_lock_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the run folder should be")
+    with pytest.raises(MixkitError, match=f"cannot write run folder 'x': cannot create its lock file .* \\({blocker} is a file, not a folder\\)"):
+        with locks.write_lock(blocker / ".lock", "run folder 'x'"):
+            pass
