@@ -257,6 +257,7 @@ def test_merge_bad_holdout_leaves_nothing(tmp_path, make_store, data_dir):
     assert sorted(p.name for p in data_dir.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_stale_partial_files_of_a_killed_run_are_removed(tmp_path):
     """A checkpoint that does not match the partial files (here: files cut short) is not an error:
     the job starts over, and nothing of the old run is left."""

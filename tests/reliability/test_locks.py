@@ -106,6 +106,7 @@ def gated_stream() -> GatedStream:
     return GatedStream()
 
 
+@pytest.mark.slow
 def test_two_trainers_one_out_dir_the_second_refuses(tmp_path):
     out = tmp_path / "run"
     gate = tmp_path / "gate"
