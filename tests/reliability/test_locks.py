@@ -217,3 +217,16 @@ def test_a_lock_that_cannot_be_created_is_one_line(tmp_path):
     with pytest.raises(MixkitError, match=f"cannot write run folder 'x': cannot create its lock file .* \\({blocker} is a file, not a folder\\)"):
         with locks.write_lock(blocker / ".lock", "run folder 'x'"):
             pass
+
+
+def test_a_study_folder_has_one_runner(tmp_path):
+    from lab.config import load_study
+    from lab.runner import run_study
+    from tests.support import ROOT
+
+    cfg = load_study(ROOT / "experiments" / "quickstart.toml", kind="experiment")
+    out = tmp_path / "study"
+    with locks.write_lock(out / ".lock", f"study folder '{out}'"):
+        with pytest.raises(MixkitError, match=f"study folder '{out}' is being written by process {os.getpid()} .*pick another --out"):
+            run_study(cfg, out, log=lambda *_: None)
+        assert sorted(p.name for p in out.iterdir()) == [".lock"], "the refused runner wrote nothing"
