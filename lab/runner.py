@@ -49,7 +49,7 @@ from lab.plan import (
 )
 from lab.report import write_report
 from lab.results import EXPERIMENT_FILE
-from mixkit import atomic
+from mixkit import atomic, locks
 from mixkit.config import field_default, to_table
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
@@ -448,7 +448,12 @@ class StudyRunner:
         return measured
 
     def run(self) -> Path:
-        """The whole study; the path of ``report.md``."""
+        """The whole study; the path of ``report.md``. One process runs a study folder at a time:
+        its write lock (``OUT/.lock``, ``mixkit.locks``) is held throughout."""
+        with locks.write_lock(self.out / ".lock", f"study folder '{self.out}'", "wait or pick another --out"):
+            return self._run()
+
+    def _run(self) -> Path:
         self.log(f"{'sweep' if self.is_sweep else 'experiment'} {self.cfg.name} → {self.out}")
         for line in self.describe_plan():
             self.log("plan: " + line)

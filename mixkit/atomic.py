@@ -4,6 +4,9 @@ Every artifact mixkit writes goes through here: write to a temporary name in the
 same directory (so the rename cannot cross file systems), flush and fsync, then
 ``os.replace``. A run killed at any moment leaves at most a ``*.tmp*`` file that
 the next run ignores or removes, never a half-written artifact under the real name.
+Temporaries are named ``.NAME.PID.RANDOM.tmp`` (``temporary_prefix``): the pid of the
+process writing them lets a later run tell a dead writer's leftovers from a live one's
+(``mixkit.locks.remove_orphans``).
 
 Permissions: ``tempfile`` creates its files 0600 and folders 0700 whatever the umask
 (it must, for files in a shared /tmp); ours are renamed into place as artifacts, so they
@@ -67,10 +70,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temporary_prefix(path: Path) -> str:
+    """``.NAME.PID.``: how the temporaries of ``path`` begin (``RANDOM.tmp`` follows)."""
+    return f".{path.name}.{os.getpid()}."
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
@@ -104,7 +112,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, dir_mode())
         yield tmp

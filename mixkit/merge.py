@@ -7,6 +7,11 @@ order of the original source list, and within a source split between shards
 to tokenizing everything in one run; the parts of a source become one source entry
 again (documents, tokens and records summed). Other stores are concatenated in the
 order given.
+
+The output's write lock (and ``NAME-holdout``'s) is held for the whole merge
+(``mixkit.locks``). A merge keeps no checkpoint: a killed one is run again, and the rerun
+first removes what the killed one left (partial files, temporaries); a merge that fails on
+bad input leaves nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mixkit import __version__
+from mixkit import __version__, locks
 from mixkit.errors import MixkitError
 from mixkit.holdout import finish_with_holdout
 from mixkit.names import check_new_name
@@ -94,6 +99,26 @@ def merge(
             raise MixkitError(f"merge: part {part!r} is named twice (as {seen[where]!r} and {part!r}); "
                               f"each store can be merged once")
         seen[where] = part
+    files = StoreFiles(resolve_data_dir(data_dir) / name)
+    outputs = [files, files.holdout] if holdout_docs else [files]
+    with locks.write_locks([(f.lock, f"store '{f.name}'") for f in outputs]):
+        for f in outputs:
+            locks.remove_orphans(f.prefix.parent, f.name)
+            for path in f.partials():
+                path.unlink(missing_ok=True)
+        try:
+            return _merge_locked(files, parts, data_dir, overwrite, holdout_docs, holdout_seed)
+        except MixkitError:
+            for f in outputs:
+                for path in f.partials():
+                    path.unlink(missing_ok=True)
+            raise
+
+
+def _merge_locked(
+    files: StoreFiles, parts: list[str], data_dir: str | Path | None, overwrite: bool, holdout_docs: int, holdout_seed: int
+) -> dict[str, Any]:
+    name = files.name
     stores = [TokenStore.open(p, data_dir) for p in parts]
     check_same_tokenizer(stores)
     first = stores[0]
@@ -102,7 +127,6 @@ def merge(
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different dtypes ({first.dtype}, {s.dtype})")
         if s.manifest.get("eos") != first.manifest.get("eos"):
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different EOS policies")
-    files = StoreFiles(resolve_data_dir(data_dir) / name)
     if files.exists() and not overwrite:
         raise MixkitError(f"store '{name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
     sharded = _are_shards_of_one_job(stores)

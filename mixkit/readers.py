@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import io
 import itertools
 import json
@@ -238,12 +239,55 @@ def expand_sources(patterns: list[str] | tuple[str, ...]) -> list[Source]:
     return unique
 
 
-def open_binary(path: Path | RemoteFile) -> io.BufferedIOBase:
-    """Open a file for binary reading, decompressing ``.gz`` and ``.zst`` on the fly."""
+class SourceDigest:
+    """sha256 and count of the bytes read from a local file, taken as they are read.
+
+    A source's identity in a store manifest comes from the very bytes that were tokenized,
+    not from a separate pass over the file (which could see another version of it). The
+    readers of sequential formats (JSON lines, JSON arrays, text, compressed or not) read a
+    file to its end, so ``hexdigest`` is the sha256 of the whole file as it was read.
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.bytes = 0
+
+    def update(self, data) -> None:
+        self._sha.update(data)
+        self.bytes += len(data)
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+class _DigestingFile(io.RawIOBase):
+    """A raw local file whose every byte read also goes to a ``SourceDigest``."""
+
+    def __init__(self, path: Path, digest: SourceDigest):
+        self._f = open(path, "rb", buffering=0)
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._digest.update(memoryview(b)[:n])
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_binary(path: Path | RemoteFile, digest: SourceDigest | None = None) -> io.BufferedIOBase:
+    """Open a file for binary reading, decompressing ``.gz`` and ``.zst`` on the fly; ``digest``
+    (local files) receives the file's bytes as they are read."""
     name = path.name.lower()
-    if name.endswith(".gz") and isinstance(path, Path):
+    if name.endswith(".gz") and isinstance(path, Path) and digest is None:
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    raw: IO[bytes] = open_raw(path)
+    raw: IO[bytes] = open_raw(path, digest)
     if name.endswith(".gz"):
         return _GzipOwningFile(raw)  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
@@ -251,9 +295,11 @@ def open_binary(path: Path | RemoteFile) -> io.BufferedIOBase:
     return raw  # type: ignore[return-value]
 
 
-def open_raw(path: Path | RemoteFile) -> IO[bytes]:
+def open_raw(path: Path | RemoteFile, digest: SourceDigest | None = None) -> IO[bytes]:
     """The file's bytes as they are stored: a local file, or an ``fsspec`` file object."""
     if isinstance(path, Path):
+        if digest is not None:
+            return io.BufferedReader(_DigestingFile(path, digest), buffer_size=1 << 20)  # type: ignore[return-value]
         return open(path, "rb")
     fs, inner = _filesystem(path.url)
     try:
@@ -341,9 +387,9 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-def _lines(path: Path | RemoteFile) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path | RemoteFile, digest: SourceDigest | None = None) -> Iterator[tuple[int, bytes]]:
     try:
-        with open_binary(path) as f:
+        with open_binary(path, digest) as f:
             yield from enumerate(f, 1)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise MixkitError(f"{path}: truncated or corrupt gzip stream ({e})") from None
@@ -401,9 +447,12 @@ def _byte_range_lines(path: Path | RemoteFile, start: int, stop: int) -> Iterato
         raise MixkitError(f"{path}: cannot read ({e})") from None
 
 
-def _numbered_lines(path: Path | RemoteFile, first: int = 0, stop: int | None = None) -> Iterator[tuple[str, bytes]]:
-    """``(origin, line)`` for the lines numbered ``first + 1 .. stop`` (all from ``first`` when ``stop`` is None)."""
-    for lineno, raw in _lines(path):
+def _numbered_lines(
+    path: Path | RemoteFile, first: int = 0, stop: int | None = None, digest: SourceDigest | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """``(origin, line)`` for the lines numbered ``first + 1 .. stop`` (all from ``first`` when ``stop`` is None);
+    ``digest`` receives the bytes read (whole files only: see ``SourceDigest``)."""
+    for lineno, raw in _lines(path, digest):
         if stop is not None and lineno > stop:
             return
         if lineno > first:
@@ -431,11 +480,11 @@ def _jsonl_records(lines: Iterator[tuple[str, bytes]]) -> Iterator[Record | BadR
         yield Record(obj, origin)
 
 
-def read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
-    return _jsonl_records(_numbered_lines(path))
+def read_jsonl(path: Path, digest: SourceDigest | None = None) -> Iterator[Record | BadRecord]:
+    return _jsonl_records(_numbered_lines(path, digest=digest))
 
 
-def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | BadRecord]:
+def read_json_array(path: Path, chunk_size: int = 1 << 20, digest: SourceDigest | None = None) -> Iterator[Record | BadRecord]:
     """Decode a top-level JSON array element by element without loading the file.
 
     ``json.JSONDecoder.raw_decode`` parses one value from a buffer; when a value runs
@@ -443,7 +492,7 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
     """
     decoder = json.JSONDecoder()
     try:
-        f = open_binary(path)
+        f = open_binary(path, digest)
     except OSError as e:
         raise MixkitError(f"{path}: cannot read ({e})") from None
     with f:
@@ -485,6 +534,9 @@ def read_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[Record | 
             if pos >= len(buf):
                 raise MixkitError(f"{path}: JSON array is not closed (truncated?)")
             if buf[pos] == "]":
+                if digest is not None:
+                    while f.read(1 << 20):  # what follows the array, so the digest covers the whole file
+                        pass
                 return
             if index > 0:
                 if buf[pos] != ",":
@@ -564,13 +616,13 @@ def _txt_line_records(lines: Iterator[tuple[str, bytes]]) -> Iterator[Record | B
         yield Record({"text": text.rstrip("\r\n")}, origin)
 
 
-def read_txt(path: Path, lines: bool = False) -> Iterator[Record | BadRecord]:
+def read_txt(path: Path, lines: bool = False, digest: SourceDigest | None = None) -> Iterator[Record | BadRecord]:
     if lines:
-        yield from _txt_line_records(_numbered_lines(path))
+        yield from _txt_line_records(_numbered_lines(path, digest=digest))
         return
     # One document per file: read in chunks so a bad byte is reported with its offset.
     chunks = []
-    for _, raw in _lines(path):
+    for _, raw in _lines(path, digest):
         chunks.append(raw)
     data = b"".join(chunks)
     origin = f"{path}:document"
@@ -785,10 +837,15 @@ def _part_records(source: Path | DatasetFolder | RemoteFile, part: Part, lines: 
     return _jsonl_records(line_range) if fmt == "jsonl" else _txt_line_records(line_range)
 
 
-def read_records(source: Source, lines: bool = False, split: str | None = None, part: Part | None = None) -> Iterator[Record | BadRecord]:
+def read_records(
+    source: Source, lines: bool = False, split: str | None = None, part: Part | None = None,
+    digest: SourceDigest | None = None,
+) -> Iterator[Record | BadRecord]:
     """Dispatch on the kind and format of ``source``; ``split`` is for datasets that have splits
     and name none themselves (see ``source_format`` and the module docstring); ``part``, when
-    given, is the part of a local or remote file or folder to read (not of a hub dataset)."""
+    given, is the part of a local or remote file or folder to read (not of a hub dataset).
+    ``digest`` receives the bytes of a whole local file in a sequential format (see
+    ``digests_reads``); a part is not hashed."""
     if part is not None and not isinstance(source, HubDataset):
         return _part_records(source, part, lines, split)
     if isinstance(source, HubDataset):
@@ -796,12 +853,19 @@ def read_records(source: Source, lines: bool = False, split: str | None = None, 
     if isinstance(source, DatasetFolder):
         return read_hf(source.path, source.split, named_in_source=True)
     fmt = source_format(source)
+    local = digest if isinstance(source, Path) else None
     if fmt == "jsonl":
-        return read_jsonl(source)
+        return read_jsonl(source, local)
     if fmt == "json":
-        return read_json_array(source)
+        return read_json_array(source, digest=local)
     if fmt == "parquet":
         return read_parquet(source)
     if fmt == "txt":
-        return read_txt(source, lines=lines)
+        return read_txt(source, lines=lines, digest=local)
     return read_hf(source, split)
+
+
+def digests_reads(source: Source) -> bool:
+    """Whether ``read_records`` feeds a ``SourceDigest`` every byte of ``source``: local files in
+    the sequential formats (Parquet is read by row group, out of order; folders are Arrow maps)."""
+    return isinstance(source, Path) and not source.is_dir() and source_format(source) in ("jsonl", "json", "txt")

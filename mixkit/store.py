@@ -218,6 +218,7 @@ class StoreFiles:
         NAME.detached.bin.partial               output set aside by ``StoreWriter.detach``
         NAME.detached.lengths.partial
         NAME.tokenize-state.json                ``mixkit tokenize``'s resume checkpoint
+        .NAME.lock                              held by the one process writing NAME (``mixkit.locks``)
         NAME.counts.npy  NAME.counts.json       cached unigram counts (``mixkit.unigram``)
         NAME-holdout.*                          the documents held out of NAME: another store
     """
@@ -247,6 +248,15 @@ class StoreFiles:
     @property
     def name(self) -> str:
         return self.prefix.name
+
+    @property
+    def lock(self) -> Path:
+        """``.NAME.lock``: the write lock of the store (``mixkit.locks``), held by whoever writes NAME."""
+        return self.prefix.with_name(f".{self.name}.lock")
+
+    def partials(self) -> list[Path]:
+        """Every file a writer of NAME keeps while it works (the ``*.partial`` files above)."""
+        return [self.bin_partial, self.lengths_partial, self.idx_partial, self.detached_bin, self.detached_lengths]
 
     @property
     def holdout(self) -> StoreFiles:

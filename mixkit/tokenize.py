@@ -26,9 +26,23 @@ decompress, parse JSON: ~100 MB/s) feeds ~60 encoders at ~2 MB/s each; beyond th
 
 A checkpoint (``NAME.tokenize-state.json``) records the position in the sources
 (source index, records consumed) and the durable length of the partial files. A run
-killed at any moment and started again with the same command resumes there; because
-encoding is a pure function of the text and batches never change what is written,
-the result is byte-identical to an uninterrupted run, whatever ``--workers``.
+killed at any moment and started again with the same command (or with ``--overwrite``)
+resumes there; because encoding is a pure function of the text and batches never change
+what is written, the result is byte-identical to an uninterrupted run, whatever
+``--workers``. When every document is written the checkpoint says so (``"phase":
+"finish"``) before anything is published, so a run killed while publishing (or while
+splitting off ``--holdout-docs``, see ``mixkit.holdout``) is finished by the rerun
+without reading the sources again. A checkpoint that does not match the partial files
+is ignored and the job starts over; leftovers of a killed run that cannot be resumed are
+removed, and a run that fails on bad input leaves nothing.
+
+One process writes a store at a time: the run holds the write lock of ``NAME`` (and of
+``NAME-holdout``) from start to end (``mixkit.locks``); a second one is refused at once.
+
+Provenance: a local file's sha256 and size in the manifest are those of the bytes the
+readers actually took from it (``mixkit.readers.SourceDigest``), not of a separate pass;
+its size and modification time are compared before and after reading, and a source that
+changed while it was read is an error, with nothing published.
 
 Sharding: ``num_shards=K, shard_index=i`` takes the ``i``-th of ``K`` equal byte ranges of
 the source set, split by documents (``mixkit.sharding``: line starts of a JSON-lines
@@ -44,6 +58,7 @@ import hashlib
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -56,11 +71,11 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from mixkit import __version__, atomic
+from mixkit import __version__, atomic, locks
 from mixkit.config import invalid
 from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, load_encoder
 from mixkit.errors import MixkitError
-from mixkit.holdout import finish_with_holdout
+from mixkit.holdout import check_holdout_count, finish_with_holdout, pending_fingerprint, split_and_publish
 from mixkit.names import check_new_name
 from mixkit.presets import TextSpec
 from mixkit.readers import (
@@ -69,13 +84,15 @@ from mixkit.readers import (
     HubDataset,
     RemoteFile,
     Source,
+    SourceDigest,
+    digests_reads,
     expand_sources,
     hub_identity,
     read_records,
     remote_identity,
 )
 from mixkit.sharding import SourcePart, shard_parts
-from mixkit.store import StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+from mixkit.store import DetachedOutput, StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
 from mixkit.tokenizer_files import FALLBACK_EOS, resolve_tokenizer
 
 EOS_TOKEN = FALLBACK_EOS  # the EOS of a tokenizer whose config names none
@@ -223,12 +240,11 @@ def _worker_encode(texts: list[str], eos: int | None, dtype: str) -> tuple[np.nd
     return pack(_WORKER_ENCODER.encode_batch(texts), eos, np.dtype(dtype))
 
 
-def describe_source(index: int, source: Source, split: str | None = None, content_hash: bool = True) -> dict[str, Any]:
+def describe_source(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
     """Identity of a source for the manifest and the resume check.
 
-    A local file: its sha256 (with ``content_hash=False``, for a shard that reads a later
-    part of a file, its size and mtime instead: hashing a large file in every shard would
-    read it K times; the shard that reads its first part records the sha256). A folder: the size and mtime of each file (and the split).
+    A local file: its sha256 (a run takes it from the bytes it reads instead, see ``source_entry``).
+    A folder: the size and mtime of each file (and the split).
     A hub dataset: id, config, split and the revision ``datasets`` resolved (no bytes are
     known before reading). An fsspec URL: size and fsspec's ``ukey`` (an ETag, an mtime).
     """
@@ -247,17 +263,52 @@ def describe_source(index: int, source: Source, split: str | None = None, conten
         }
         chosen = source.split if isinstance(source, DatasetFolder) else split
         return {**folder, "split": chosen} if chosen else folder
-    stat = path.stat()
-    if not content_hash:
-        return {"index": index, "path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return {"index": index, "path": str(path), "bytes": stat.st_size, "sha256": sha256_file(path)}
+    return {"index": index, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "split", "revision", "mtime_ns")
+# What identifies a source: for resuming a job, a local file by size and modification time (its
+# sha256 is known only once it has been read); in a manifest, by its sha256, except in a shard
+# that read a later part of it (size and modification time, see ``Tokenization._read_digest``).
 
 
 def _identity(src: dict[str, Any]) -> dict[str, Any]:
     return {k: src[k] for k in IDENTITY_KEYS if k in src}
+
+
+def source_entry(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
+    """``describe_source`` without reading the file: a local file is its size and modification
+    time here; its sha256 is taken while it is tokenized (module docstring)."""
+    if isinstance(source, Path) and not source.is_dir():
+        st = source.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return {"index": index, "path": str(source)}  # a pipe: its bytes are counted as they are read
+        return {"index": index, "path": str(source), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return describe_source(index, source, split)
+
+
+def source_changed(entry: dict[str, Any], source: Source, split: str | None) -> str | None:
+    """How ``source`` differs now from its ``source_entry`` taken before reading (None: unchanged)."""
+    if isinstance(source, (HubDataset, RemoteFile)):
+        return None
+    now = source_entry(entry["index"], source, split)
+    if isinstance(source, Path) and not source.is_dir():
+        if "mtime_ns" not in entry or (now.get("bytes"), now.get("mtime_ns")) == (entry["bytes"], entry["mtime_ns"]):
+            return None
+        return f"size {entry['bytes']} -> {now['bytes']} bytes" if now["bytes"] != entry["bytes"] else "modified in place"
+    return None if now.get("size_mtime") == entry.get("size_mtime") else "its files changed"
+
+
+def _changed_error(path: str, how: str) -> MixkitError:
+    return MixkitError(f"{path}: changed while it was read ({how}); nothing was published, run again once the source is final")
+
+
+def _manifest_of(files: StoreFiles) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 @dataclass
@@ -273,6 +324,7 @@ class _Batch:
     marks: list[tuple[int, int]] = field(default_factory=list)  # the position after each text
     skip_events: list[tuple[int, str]] = field(default_factory=list)  # (texts before it, reason)
     empty_events: list[int] = field(default_factory=list)  # texts before each empty record
+    digests: dict[int, dict[str, Any]] = field(default_factory=dict)  # {"sha256", "bytes"} of each source read to its end here
 
     def first(self, k: int) -> _Batch:
         """The batch cut after its ``k``-th text (``--max-docs``/``--max-tokens``): the counts of
@@ -336,21 +388,40 @@ class Tokenization:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         outputs = [self.files, self.files.holdout] if cfg.holdout_docs else [self.files]
+        with locks.write_locks([(f.lock, f"store '{f.name}'") for f in outputs]):
+            return self._run_locked(outputs)
+
+    def _refuse_existing(self, outputs: list[StoreFiles]) -> None:
         for files in outputs:
-            if files.exists() and not cfg.overwrite:
+            if files.exists() and not self.cfg.overwrite:
                 raise MixkitError(f"store '{files.name}' already exists in {self.data_dir} (use --overwrite to replace it)")
+
+    def _run_locked(self, outputs: list[StoreFiles]) -> dict[str, Any]:
+        cfg = self.cfg
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.files.interrupted_temporaries():
-            stale.unlink(missing_ok=True)
-        sources = [describe_source(p.index, p.source, cfg.split, content_hash=p.part is None or p.part.start == 0)
-                   for p in self.selected]
+        for files in outputs:
+            locks.remove_orphans(self.data_dir, files.name)
+        sources = [source_entry(p.index, p.source, cfg.split) for p in self.selected]
         for entry, p in zip(sources, self.selected):
             if p.part is not None:
                 entry["shard_part"] = p.part.describe()
+        self._entries = sources
         job = self.job_description(sources)
         job_hash = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
-
         state = self._load_state(job_hash)
+        if state is not None and state.get("phase") == "finish":
+            # The killed run had written every document and may have published some outputs.
+            try:
+                manifest = self._finish_again(state, job, sources)
+            except MixkitError:
+                self._remove_leftovers(outputs)
+                raise
+            if manifest is not None:
+                return manifest
+            state = None
+        if state is None:
+            self._remove_leftovers(outputs)
+        self._refuse_existing(outputs)  # a resumable checkpoint stays for a rerun with --overwrite
         if state is not None:
             writer = StoreWriter(self.prefix, self.dtype, resume_from=(state["bin_bytes"], state["documents"]))
             position = tuple(state["position"])
@@ -366,30 +437,85 @@ class Tokenization:
 
         try:
             self._pipeline(writer, position, skipped, empty, per_source, job_hash, sources)
+            return self._finish(writer, job, sources, per_source, resumed, job_hash)
         except MixkitError:
             # Bad input: nothing half-written is left (a fixed input is a new job anyway).
             writer.abort()
-            self.state_path.unlink(missing_ok=True)
+            self._remove_leftovers(outputs)
             raise
         except BaseException:
             # Interrupted: the partial files and the last checkpoint stay to resume from.
             writer.close()
             raise
-        return self._finish(writer, job, sources, per_source, resumed)
+
+    def _remove_leftovers(self, outputs: list[StoreFiles]) -> None:
+        """Remove what a run of these outputs keeps while it works (partial files, the checkpoint,
+        temporaries): called holding their locks, when none of it can be resumed."""
+        for files in outputs:
+            for path in files.partials():
+                path.unlink(missing_ok=True)
+            locks.remove_orphans(self.data_dir, files.name)
+        self.state_path.unlink(missing_ok=True)
 
     def _load_state(self, job_hash: str) -> dict[str, Any] | None:
+        """The checkpoint of this job when the partial files still hold what it says, else None."""
         if not self.state_path.exists():
             return None
         try:
             state = json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             return None
-        if state.get("version") != STATE_VERSION or state.get("job") != job_hash:
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("job") != job_hash:
             return None
-        partial = self.files.bin_partial
-        if not partial.exists() or partial.stat().st_size < state["bin_bytes"]:
+        if state.get("phase") == "finish":
+            return state  # _finish_again sees what is left
+        if not self._partial_holds(self.files.bin_partial, self.files.lengths_partial, state, exact=False):
             return None
         return state
+
+    def _partial_holds(self, bin_path: Path, lengths_path: Path, state: dict[str, Any], exact: bool) -> bool:
+        """Whether ``bin_path``/``lengths_path`` begin with (``exact``: are) the checkpoint's documents."""
+        try:
+            nbytes, ndocs = int(state["bin_bytes"]), int(state["documents"])
+            bin_size, lengths_size = bin_path.stat().st_size, lengths_path.stat().st_size
+        except (OSError, KeyError, TypeError, ValueError):
+            return False
+        if bin_size < nbytes or lengths_size < 4 * ndocs or (exact and (bin_size, lengths_size) != (nbytes, 4 * ndocs)):
+            return False
+        lengths = np.fromfile(lengths_path, dtype="<i4", count=ndocs).astype(np.int64)
+        return int(lengths.sum()) * self.dtype.itemsize == nbytes
+
+    def _finish_again(self, state: dict[str, Any], job: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Finish the publishing a killed run of this job had begun (its checkpoint says every
+        document was written); None when what it left cannot be finished (then start over)."""
+        cfg = self.cfg
+        files = self.files
+        per_source = {int(k): v for k, v in state["per_source"].items()}
+        self._last_state = {"skipped": Counter(state["skipped"]), "empty": state["empty"], "per_source": per_source,
+                            "limit_reached": state.get("limit_reached", False)}
+        manifest = self._manifest(job, sources, per_source)
+        if cfg.holdout_docs and self._partial_holds(files.detached_bin, files.detached_lengths, state, exact=True):
+            full = DetachedOutput(files.detached_bin, files.detached_lengths, self.dtype)
+            published = split_and_publish(full, files, self.dtype, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
+        elif self._partial_holds(files.bin_partial, files.lengths_partial, state, exact=True):
+            writer = StoreWriter(self.prefix, self.dtype, resume_from=(state["bin_bytes"], state["documents"]))
+            if cfg.holdout_docs:
+                published = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
+            else:
+                published = self._publish(writer, manifest)
+        else:
+            # Nothing left to publish: finished if the outputs in place are the ones this job wrote.
+            found = [_manifest_of(f) for f in ([files, files.holdout] if cfg.holdout_docs else [files])]
+            if not all(m and m.get("sources") == manifest["sources"] and m.get("documents") is not None for m in found):
+                return None
+            if not cfg.holdout_docs and found[0]["bin_bytes"] != state["bin_bytes"]:
+                return None
+            published = found[0]
+        for path in files.partials() + files.holdout.partials():
+            path.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+        published["resumed"] = True
+        return published
 
     def _pipeline(self, writer, position, skipped, empty, per_source, job_hash, sources) -> None:
         cfg = self.cfg
@@ -434,6 +560,8 @@ class Tokenization:
                         tokens, lengths = tokens[: int(lengths[:keep].sum())], lengths[:keep]
                     if keep:
                         writer.add_packed(tokens, lengths)
+                    for src, digest in batch.digests.items():
+                        per_source[src].update(digest)
                     for src, n in zip(batch.source_of, lengths.tolist()):
                         per_source[src]["documents"] += 1
                         per_source[src]["tokens"] += n
@@ -503,6 +631,10 @@ class Tokenization:
             bar.close()
         if errors:
             raise errors[0]
+        for entry, selected in zip(sources, self.selected):
+            how = source_changed(entry, selected.source, cfg.split)
+            if how is not None:
+                raise _changed_error(entry["path"], how)
         self._last_state = state
 
     def _within_limits(self, writer: StoreWriter, lengths: np.ndarray) -> int:
@@ -561,12 +693,15 @@ class Tokenization:
             return _Batch([], [], 0, start, Counter(), 0, Counter(), start)
 
         batch = new_batch(position)
+        entries = {e["index"]: e for e in self._entries}
         for selected in self.selected:
             src = selected.index
             if src < start_src:
                 continue
             consumed = 0
-            for item in read_records(selected.source, lines=cfg.lines, split=cfg.split, part=selected.part):
+            # a whole local file is hashed as it is read; a shard's part of one is not (see _read_digest)
+            digest = SourceDigest() if selected.part is None and digests_reads(selected.source) else None
+            for item in read_records(selected.source, lines=cfg.lines, split=cfg.split, part=selected.part, digest=digest):
                 consumed += 1
                 if src == start_src and consumed <= start_rec:
                     continue
@@ -613,37 +748,72 @@ class Tokenization:
                     if docs_left is not None:
                         docs_left -= len(batch.texts)
                     batch = new_batch(batch.position)
+            read = self._read_digest(entries[src], selected, digest)
+            if read is not None:
+                batch.digests[src] = read
             batch.position = (src + 1, 0)
         yield batch
 
-    def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str) -> None:
+    def _read_digest(self, entry: dict[str, Any], selected: SourcePart, digest: SourceDigest | None) -> dict[str, Any] | None:
+        """``{"sha256", "bytes"}`` of a local file just read to its end, checked against its size and
+        modification time before reading; None for other sources. Parquet files, read out of order
+        by row group, are hashed after reading (the unchanged size and time vouch for the same bytes).
+
+        A shard's part of a file: the shard that reads its first part hashes the whole file (the
+        identity ``mixkit merge`` keeps); later parts keep size and modification time, so a file is
+        not read once per shard (see ``mixkit.sharding``)."""
+        source = selected.source
+        if not isinstance(source, Path) or source.is_dir():
+            return None
+        how = source_changed(entry, source, self.cfg.split)
+        if digest is not None and "bytes" in entry and digest.bytes != entry["bytes"]:
+            how = f"{entry['bytes']} bytes before reading, {digest.bytes} read"
+        if how is not None:
+            raise _changed_error(entry["path"], how)
+        if digest is not None:
+            return {"sha256": digest.hexdigest(), "bytes": digest.bytes}
+        if selected.part is not None and selected.part.start > 0:
+            return None
+        return {"sha256": sha256_file(source), "bytes": entry.get("bytes", source.stat().st_size)}
+
+    def _checkpoint(self, writer: StoreWriter, position, state, job_hash: str, phase: str = "tokenize") -> None:
+        """Make the partial files durable and record where they end: ``phase`` "tokenize" (resume
+        reading at ``position``) or "finish" (every document written; publishing may have begun)."""
         bin_bytes, docs = writer.flush()
         atomic.write_json(
             self.state_path,
             {
                 "version": STATE_VERSION,
                 "job": job_hash,
+                "phase": phase,
                 "position": list(position),
                 "bin_bytes": bin_bytes,
                 "documents": docs,
                 "skipped": dict(state["skipped"]),
                 "empty": state["empty"],
                 "per_source": {str(k): v for k, v in state["per_source"].items()},
+                "limit_reached": bool(state.get("limit_reached", False)),
             },
         )
 
-    def _finish(self, writer, job, sources, per_source, resumed) -> dict[str, Any]:
+    def _manifest(self, job: dict[str, Any], sources: list[dict[str, Any]], per_source: dict[int, Any]) -> dict[str, Any]:
+        """The store's manifest (without what ``StoreWriter.finish`` adds) from the run's tallies."""
         cfg = self.cfg
         state = self._last_state
+        entries = []
         for s in sources:
-            s.update(per_source[s["index"]])
+            read = per_source[s["index"]]
+            # size and time were the identity while reading; a file read (or whose first part was) has its sha256
+            entry = {k: v for k, v in s.items() if k != "mtime_ns" or "sha256" not in read}
+            entry.update(read)
+            entries.append(entry)
         manifest = {
             "tokenizer": self.tokinfo.describe(),
             "encoder": self.encoder_choice.describe(),
             "eos": {"appended": cfg.eos, "id": self.tokinfo.eos_id if cfg.eos else None, "token": self.tokinfo.eos_token if cfg.eos else None},
             "text": cfg.text.describe(),
             "lines": cfg.lines,
-            "sources": sources,
+            "sources": entries,
             "all_sources": job["all_sources"],
             "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
             "skipped": {"empty": state["empty"], **dict(sorted(state["skipped"].items()))},
@@ -654,19 +824,37 @@ class Tokenization:
             manifest["split"] = cfg.split
         if cfg.max_docs is not None or cfg.max_tokens is not None:
             manifest["limit"] = {"max_docs": cfg.max_docs, "max_tokens": cfg.max_tokens, "reached": state["limit_reached"]}
+        return manifest
+
+    def _publish(self, writer: StoreWriter, manifest: dict[str, Any]) -> dict[str, Any]:
+        """``writer.finish``; a store already in place with the same content (an interrupted run of
+        this job published it) is replaced by the same bytes rather than refused."""
+        files = writer.files
+        overwrite = self.cfg.overwrite
+        if not overwrite and files.exists() and (_manifest_of(files) or {}).get("fingerprint") == pending_fingerprint(writer):
+            overwrite = True
+        return writer.finish(manifest, overwrite=overwrite)
+
+    def _finish(self, writer, job, sources, per_source, resumed, job_hash: str) -> dict[str, Any]:
+        cfg = self.cfg
+        state = self._last_state
+        manifest = self._manifest(job, sources, per_source)
         if writer.num_docs == 0:
-            writer.abort()
-            self.state_path.unlink(missing_ok=True)
-            if cfg.num_shards > 1 and not any(s["records"] for s in sources):
+            if cfg.num_shards > 1 and not any(s.get("records") for s in manifest["sources"]):
                 raise MixkitError(
                     f"shard {cfg.shard_index} of {cfg.num_shards} of '{cfg.name}' holds no records "
                     f"(fewer documents than shards, or one line longer than 1/{cfg.num_shards} of the bytes): use fewer shards"
                 )
             raise MixkitError(f"no documents in the sources of '{cfg.name}' (all empty or skipped: {manifest['skipped']})")
         if cfg.holdout_docs:
+            check_holdout_count(writer.num_docs, cfg.holdout_docs)
+        self._checkpoint(writer, (len(self.all_sources), 0), state, job_hash, phase="finish")
+        if cfg.holdout_docs:
             manifest = finish_with_holdout(writer, manifest, cfg.holdout_docs, cfg.holdout_seed, cfg.overwrite)
         else:
-            manifest = writer.finish(manifest, overwrite=cfg.overwrite)
+            manifest = self._publish(writer, manifest)
+        for path in self.files.partials() + self.files.holdout.partials():
+            path.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
         manifest["resumed"] = resumed
         return manifest

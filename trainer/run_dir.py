@@ -12,6 +12,7 @@ Layout of a run directory ``RUN/`` (``trainer train`` with ``[[stages]]``)::
     RUN/sft-<task>/tensorboard/     their TensorBoard event files
     RUN/sft-<task>/model.safetensors   the finetuned weights (our parameter names, float32;
                                     no optimizer state): what ``trainer export --sft`` exports
+    RUN/.lock, RUN/<stage>/.lock    held by the one process writing the folder (``lock_run_dir``)
 
 A single-mix ``trainer train`` writes ``metrics.jsonl``, ``loss.png``, ``tensorboard/`` and ``checkpoints/``
 straight into its ``out_dir``: that folder is laid out like one stage folder.
@@ -47,9 +48,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mixkit import atomic
+from mixkit import atomic, locks
 from mixkit.errors import MixkitError
 
+LOCK_FILE = ".lock"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 RUN_CONFIG_FILE = "run.json"
@@ -123,6 +125,19 @@ def checkpoint_stage_dir(checkpoint: PathLike) -> Path:
 
 
 # -- writing ----------------------------------------------------------------------------------------
+
+
+def lock_run_dir(folder: PathLike):
+    """Hold the write lock of a run folder (``RUN/.lock``, ``mixkit.locks``) for a ``with`` block: a
+    second ``trainer train`` into the same folder is refused at once, naming the process writing it."""
+    return locks.write_lock(Path(folder) / LOCK_FILE, f"run folder '{folder}'", "wait or pick another out_dir")
+
+
+def remove_interrupted_writes(out_dir: PathLike) -> list[Path]:
+    """Remove the temporaries that killed writers left in a run or stage folder: atomic files
+    (``.metrics.jsonl.PID.*.tmp``, ...) and checkpoint folders (``checkpoints/.step_*.PID.*.tmp``,
+    ``.step_*.old``) whose process is dead; call it holding the folder's lock."""
+    return locks.remove_orphans(out_dir, "*", pattern=True) + locks.remove_orphans(checkpoints_dir(out_dir), "step_*", pattern=True)
 
 
 def content_key(obj: Any) -> str:

@@ -33,7 +33,9 @@ from trainer.model import GPTNeoX
 from trainer.run_dir import (
     MetricsLog,
     content_key,
+    lock_run_dir,
     metrics_path,
+    remove_interrupted_writes,
     resume_results,
     sft_dir,
     sft_weights_path,
@@ -113,7 +115,14 @@ class StageRunner:
         self.heldout()
 
     def run(self) -> dict[str, Any]:
+        """Every stage, holding the run folder's write lock (rank 0, the one writing it)."""
         self.check_inputs()
+        with lock_run_dir(self.run_dir) if is_main_process() else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        if is_main_process():
+            remove_interrupted_writes(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(self.run_dir, self.cfg.source)
         results = resume_results(self.run_dir, self.cfg.name)

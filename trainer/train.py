@@ -42,7 +42,14 @@ from trainer.metrics import peak_flops
 from trainer.model import GPTNeoX, ModelConfig
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.plot import plot_loss
-from trainer.run_dir import MetricsLog, loss_plot_path, metrics_path, read_metrics
+from trainer.run_dir import (
+    MetricsLog,
+    lock_run_dir,
+    loss_plot_path,
+    metrics_path,
+    read_metrics,
+    remove_interrupted_writes,
+)
 from trainer.train_log import TrainLogger
 
 
@@ -117,18 +124,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
 
     ``evaluate_fn(model) -> dict`` (rank 0 only), every ``eval_interval`` steps, is logged to
     ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out and task losses.
+
+    Rank 0, which writes ``out_dir``, holds its write lock throughout (``trainer.run_dir.lock_run_dir``):
+    a second run into the same folder is refused before anything is read or written, and the
+    temporary folders of checkpoint saves that a kill interrupted are removed.
     """
     world, rank, local_rank = _dist_env()
     if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
         raise MixkitError(f"out_dir {cfg.out_dir} is a file, not a folder")
-    device = resolve_device(cfg.device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        return _train(cfg, resume, stream, eval_stream, world, rank, device, evaluate_fn)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    with lock_run_dir(cfg.out_dir) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            remove_interrupted_writes(cfg.out_dir)
+        device = resolve_device(cfg.device, local_rank)
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        try:
+            return _train(cfg, resume, stream, eval_stream, world, rank, device, evaluate_fn)
+        finally:
+            if world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world: int, rank: int,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mixkit import __version__, atomic
+from mixkit import __version__, atomic, locks
 from mixkit.errors import MixkitError
 from mixkit.mix import format as mixfmt
 from mixkit.mix.indices import (
@@ -113,10 +113,18 @@ def build_mix(
 
     Every check (stores exist and share a tokenizer, each holds a sample, epochs within
     ``allow_repeat``) runs before anything is written; the directory appears whole or not at all.
+    One process builds a mix name at a time (its write lock, ``mixkit.locks``, is held throughout);
+    the temporary folders of killed builds of the name are removed first.
     """
     check_new_name(name, "mix")
     data_dir = resolve_data_dir(data_dir)
     out = mixfmt.mix_dir(name, data_dir)
+    with locks.write_lock(mixfmt.lock_path(out), f"mix '{name}'"):
+        locks.remove_orphans(out.parent, name)
+        return _build_mix_locked(plan, name, data_dir, out, overwrite)
+
+
+def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overwrite: bool) -> Path:
     if out.exists() and not overwrite:
         raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)")
     names = plan.datasets

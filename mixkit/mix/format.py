@@ -59,6 +59,11 @@ def mix_dir(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None 
     return resolve_data_dir(data_dir) / MIXES_DIR / text
 
 
+def lock_path(folder: Path) -> Path:
+    """``mixes/.NAME.lock``: the write lock of the mix in ``folder`` (``mixkit.locks``), beside it."""
+    return folder.parent / f".{folder.name}.lock"
+
+
 def store_dir_of(path: Path, data_dir: str | os.PathLike | None = None) -> Path:
     """Where the input stores of the mix at ``path`` are looked up: ``data_dir`` when given,
     else the data directory the mix lives in (``.../DATA_DIR/mixes/NAME``), else the default one."""
