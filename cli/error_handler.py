@@ -1,7 +1,7 @@
 """The command groups' top-level handler: every failure ends as one ``Error: ...`` line.
 
-click already prints a ``ClickException`` (``MixkitError`` included) as one line and exits 2
-for usage errors. Any other exception escaping a command is turned into one line here
+click already prints a ``ClickException`` (``MixkitError`` included) as one line, with exit
+status 1 for a failure and 2 for a usage error. Any other exception escaping a command is turned into one line here
 (``mixkit.error_lines``: an ``OSError`` in plain English naming the path, anything else as an
 internal error) with exit status 1. ``MIXKIT_DEBUG=1`` lets it through with its traceback.
 """

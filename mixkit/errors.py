@@ -11,6 +11,16 @@ import click
 
 
 class MixkitError(click.ClickException):
-    """Bad input, a missing file, a wrong combination: something the user can fix."""
+    """Bad input, a missing file, a wrong combination: something the user can fix.
+
+    Exit status 1, like every failure of a command; 2 is kept for usage errors (an unknown
+    option, a missing argument: ``click.UsageError``), as click and POSIX tools do."""
+
+    exit_code = 1
+
+
+class OptionError(MixkitError):
+    """A wrong combination of command-line options: a usage error, exit status 2 as for
+    click's own (an unknown option, a missing argument)."""
 
     exit_code = 2

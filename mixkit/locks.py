@@ -47,9 +47,7 @@ from mixkit.errors import MixkitError
 
 
 class BusyError(MixkitError):
-    """Another live process holds the write lock: not a usage error, so exit status 1."""
-
-    exit_code = 1
+    """Another live process holds the write lock."""
 
 
 def pid_alive(pid: int) -> bool:

@@ -49,7 +49,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from mixkit.config import ConfigError, from_table, invalid, where_of
-from mixkit.errors import MixkitError
+from mixkit.errors import MixkitError, OptionError
 from mixkit.mixture import Mixture
 from mixkit.toml_file import read_toml
 
@@ -189,7 +189,7 @@ def simple_phases(base: str, add: str | None, ratio: float | None, start_step: i
     """The ``--base/--add/--ratio/--start-step`` form as phases."""
     if add is None:
         if ratio is not None:
-            raise MixkitError("--ratio needs --add (the dataset mixed in at that ratio)")
+            raise OptionError("--ratio needs --add (the dataset mixed in at that ratio)")
         return [Phase(0, {base: 1.0})]
     if ratio is None:
         raise MixkitError("--add needs --ratio (the share of the added dataset from --start-step on)")
@@ -268,11 +268,11 @@ def plan_from_options(
     ``ratio``, ``start_step``; ``phases`` as ``--phase`` texts; a ``plan_file``) and the run
     settings; a setting that is None is not given (the plan file's, else ``MixPlan``'s default)."""
     if sum([base is not None, bool(phases), plan_file is not None]) != 1:
-        raise MixkitError("give exactly one of --base (with --add/--ratio), --phase, or --plan")
+        raise OptionError("give exactly one of --base (with --add/--ratio), --phase, or --plan")
     if base is None and (add is not None or ratio is not None):
-        raise MixkitError("--add and --ratio go with --base")
+        raise OptionError("--add and --ratio go with --base")
     if start_step is not None and add is None:
-        raise MixkitError("--start-step needs --add (the dataset that joins at that step); "
+        raise OptionError("--start-step needs --add (the dataset that joins at that step); "
                           "without it the mix would be --base alone from step 0")
     settings = dict(steps=steps, seq_len=seq_len, global_batch=global_batch, seed=seed,
                     allow_repeat=allow_repeat, world_size=world_size, shuffle=shuffle)

@@ -144,15 +144,15 @@ def test_cli_default_out_is_current_directory(tmp_path, runs, monkeypatch):
     assert (tmp_path / "report.csv").is_file() and (tmp_path / "report.png").read_bytes()[:8] == PNG
 
 
-@pytest.mark.parametrize("args, message", [
-    (["MISSING_DIR", "--baseline", "x"], "no such run directory"),
-    (["RUN", "--baseline", "nope"], "baseline 'nope' is not among the runs"),
-    (["RUN"], "Missing option '--baseline'"),
+@pytest.mark.parametrize("args, message, code", [
+    (["MISSING_DIR", "--baseline", "x"], "no such run directory", 1),
+    (["RUN", "--baseline", "nope"], "baseline 'nope' is not among the runs", 1),
+    (["RUN"], "Missing option '--baseline'", 2),
 ])
-def test_cli_errors_are_one_line(tmp_path, runs, args, message):
+def test_cli_errors_are_one_line(tmp_path, runs, args, message, code):
     args = [str(tmp_path / "missing") if a == "MISSING_DIR" else str(runs[0]) if a == "RUN" else a for a in args]
     res = CliRunner().invoke(report, args)
-    assert res.exit_code == 2
+    assert res.exit_code == code
     assert message in res.output
     assert "Traceback" not in res.output
 

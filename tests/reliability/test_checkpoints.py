@@ -151,7 +151,7 @@ def test_from_on_the_command_line_is_one_line(stopped, tmp_path):
                            "--set", f"out_dir={tmp_path / 'b'}",
                            "--set", "logging.tensorboard=false", "--from", str(branch)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "train_state.safetensors" in errors[0] and "damaged" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

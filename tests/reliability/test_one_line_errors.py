@@ -94,7 +94,7 @@ class Case:
     cli: str  # "mixkit" or "trainer"
     args: list[str]
     expect: str | None  # a substring of the Error line (None: any one line; see the row's comment)
-    code: int  # 1: the system or a bug; 2: the user's input
+    code: int  # 1: a failure (bad input, the system, a bug); 2: a usage error (options); 0: either
     setup: Callable[[Path], None] = lambda d: None
     watch: list[str] = field(default_factory=lambda: ["data"])  # folders (or files) that must not change
 
@@ -107,20 +107,20 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 CASES = [
     Case("lone-surrogate", "mixkit", ["tokenize", "bad.jsonl", "--name", "t", "--workers", "1", "--quiet"],
-         "lone surrogate", 2, jsonl_line('{"text": "a\\ud800b"}')),
+         "lone surrogate", 1, jsonl_line('{"text": "a\\ud800b"}')),
     Case("deep-nesting", "mixkit", ["tokenize", "bad.jsonl", "--name", "t", "--workers", "1", "--quiet"],
-         "nested too deeply", 2, jsonl_line('{"text": ' + DEEP + "}")),
+         "nested too deeply", 1, jsonl_line('{"text": ' + DEEP + "}")),
     Case("deep-nesting-json-array", "mixkit", ["tokenize", "bad.json", "--name", "t", "--workers", "1", "--quiet"],
-         "nested too deeply", 2, lambda d: (d / "bad.json").write_text('[{"text": ' + DEEP + "}]")),
+         "nested too deeply", 1, lambda d: (d / "bad.json").write_text('[{"text": ' + DEEP + "}]")),
     Case("5000-digit-integer", "mixkit", ["tokenize", "bad.jsonl", "--name", "t", "--workers", "1", "--quiet"],
-         "integer longer than", 2, jsonl_line('{"text": "a", "n": ' + "7" * 5000 + "}")),
+         "integer longer than", 1, jsonl_line('{"text": "a", "n": ' + "7" * 5000 + "}")),
     Case("300-character-name", "mixkit", ["tokenize", "bad.jsonl", "--name", "n" * 300, "--workers", "1"],
-         "300 bytes long", 2, jsonl_line('{"text": "fine"}')),
+         "300 bytes long", 1, jsonl_line('{"text": "fine"}')),
     Case("reserved-suffix-counts", "mixkit", ["tokenize", "bad.jsonl", "--name", "x.counts", "--workers", "1"],
-         "'.counts'", 2, jsonl_line('{"text": "fine"}')),
-    Case("reserved-suffix-holdout", "mixkit", ["merge", "c4-holdout", "c4"], "'-holdout'", 2),
+         "'.counts'", 1, jsonl_line('{"text": "fine"}')),
+    Case("reserved-suffix-holdout", "mixkit", ["merge", "c4-holdout", "c4"], "'-holdout'", 1),
     Case("reserved-suffix-mix", "mixkit", ["build-mix", "--name", "m.tmp", "--base", "c4", "--steps", "2",
-                                           "--seq-len", "8", "--global-batch", "2"], "'.tmp'", 2),
+                                           "--seq-len", "8", "--global-batch", "2"], "'.tmp'", 1),
     Case("data-dir-name-too-long", "mixkit", ["tokenize", "bad.jsonl", "--name", "t", "--workers", "1",
                                               "--data-dir", "d" * 300], "file name is too long", 1,
          jsonl_line('{"text": "fine"}'), watch=["."]),
@@ -131,37 +131,37 @@ CASES = [
     Case("damaged-idx-lengths-build-mix", "mixkit", ["build-mix", "--name", "m", "--base", "dl", "--steps", "2",
                                                      "--seq-len", "8", "--global-batch", "2"], None, 0,
          lambda d: (copy_store(d / "data", "c4", "dl"), damage_index(d / "data", "dl", "lengths", 5, -7))),
-    Case("damaged-idx-pointer-count", "mixkit", ["count", "dp", "--quiet"], "dp.idx", 2,
+    Case("damaged-idx-pointer-count", "mixkit", ["count", "dp", "--quiet"], "dp.idx", 1,
          lambda d: (copy_store(d / "data", "c4", "dp"), damage_index(d / "data", "dp", "pointers", 5, 10**12))),
-    Case("damaged-idx-pointer-distance", "mixkit", ["distance", "dp", "code", "--quiet"], "dp.idx", 2,
+    Case("damaged-idx-pointer-distance", "mixkit", ["distance", "dp", "code", "--quiet"], "dp.idx", 1,
          lambda d: (copy_store(d / "data", "c4", "dp"), damage_index(d / "data", "dp", "pointers", 5, 10**12))),
-    Case("manifest-without-bin-bytes", "mixkit", ["count", "nb", "--quiet"], "'bin_bytes' is missing", 2,
+    Case("manifest-without-bin-bytes", "mixkit", ["count", "nb", "--quiet"], "'bin_bytes' is missing", 1,
          lambda d: (copy_store(d / "data", "c4", "nb"), (d / "data" / "nb.json").write_text(json.dumps(
              {k: v for k, v in json.loads((d / "data" / "nb.json").read_text()).items() if k != "bin_bytes"})))),
-    Case("manifest-not-utf8", "mixkit", ["info", "iu"], "iu.json", 2,
+    Case("manifest-not-utf8", "mixkit", ["info", "iu"], "iu.json", 1,
          lambda d: (copy_store(d / "data", "c4", "iu"), (d / "data" / "iu.json").write_bytes(b'{"format": "\xff"}'))),
-    Case("merge-name-is-a-path", "mixkit", ["merge", "../m4", "c4", "code"], "not a valid store name", 2, watch=["."]),
-    Case("merge-part-named-twice", "mixkit", ["merge", "m", "c4", "c4"], "named twice", 2),
+    Case("merge-name-is-a-path", "mixkit", ["merge", "../m4", "c4", "code"], "not a valid store name", 1, watch=["."]),
+    Case("merge-part-named-twice", "mixkit", ["merge", "m", "c4", "c4"], "named twice", 1),
     Case("start-step-without-add", "mixkit", ["build-mix", "--name", "m", "--base", "c4", "--start-step", "1",
                                               "--steps", "2", "--seq-len", "8", "--global-batch", "2"],
          "--start-step needs --add", 2),
-    Case("plan-not-utf8", "mixkit", ["build-mix", "--name", "m", "--plan", "plan.toml"], "not valid UTF-8", 2,
+    Case("plan-not-utf8", "mixkit", ["build-mix", "--name", "m", "--plan", "plan.toml"], "not valid UTF-8", 1,
          lambda d: (d / "plan.toml").write_bytes(b"steps = 2\n# caf\xe9\n")),
-    Case("out-dir-is-a-file", "trainer", ["train", *TINY, "--set", "out_dir=afile"], "is a file, not a folder", 2,
+    Case("out-dir-is-a-file", "trainer", ["train", *TINY, "--set", "out_dir=afile"], "is a file, not a folder", 1,
          lambda d: (d / "afile").write_text("mine"), watch=["afile"]),
-    Case("config-not-utf8", "trainer", ["train", "--config", "run.toml"], "not valid UTF-8", 2,
+    Case("config-not-utf8", "trainer", ["train", "--config", "run.toml"], "not valid UTF-8", 1,
          lambda d: (d / "run.toml").write_bytes(b'mix = "m"\nout_dir = "o"\n# caf\xe9\n'), watch=["."]),
-    Case("set-optim-to-a-number", "trainer", ["train", *TINY, "--set", "out_dir=o", "--set", "optim=3"], "[optim]", 2,
+    Case("set-optim-to-a-number", "trainer", ["train", *TINY, "--set", "out_dir=o", "--set", "optim=3"], "[optim]", 1,
          watch=["."]),
     Case("garbage-weights-resume", "trainer", ["train", *TINY, "--set", "out_dir=run", "--resume"],
-         "no intact checkpoint", 2,
+         "no intact checkpoint", 1,
          lambda d: fake_checkpoint(d / "run", {"model.safetensors": b"\x00garbage" * 64}), watch=["run"]),
-    Case("garbage-state-pt-resume", "trainer", ["train", *TINY, "--set", "out_dir=run", "--resume"], "older format", 2,
+    Case("garbage-state-pt-resume", "trainer", ["train", *TINY, "--set", "out_dir=run", "--resume"], "older format", 1,
          lambda d: fake_checkpoint(d / "run", {"state.pt": b"\x80\x04garbage"}, {"step": 2}), watch=["run"]),
     Case("garbage-state-pt-from", "trainer", ["train", *TINY, "--set", "out_dir=o", "--from",
-                                              "run/checkpoints/step_00000002"], "older format", 2,
+                                              "run/checkpoints/step_00000002"], "older format", 1,
          lambda d: fake_checkpoint(d / "run", {"state.pt": b"\x80\x04garbage"}, {"step": 2}), watch=["run", "."]),
-    Case("garbage-weights-export", "trainer", ["export", "run/checkpoints/step_00000002", "--out", "hf"], "meta.json", 2,
+    Case("garbage-weights-export", "trainer", ["export", "run/checkpoints/step_00000002", "--out", "hf"], "meta.json", 1,
          lambda d: fake_checkpoint(d / "run", {"model.safetensors": b"\x00garbage" * 64}), watch=["run", "."]),
 ]
 
@@ -330,7 +330,7 @@ def test_a_real_command_in_a_subprocess(folder):
     (folder / "data" / "nb.json").write_text(json.dumps(manifest))
     proc = subprocess.run([str(Path(sys.executable).with_name("mixkit")), "count", "nb"], capture_output=True,
                           text=True, cwd=folder, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
-    assert proc.returncode == 2 and proc.stderr.count("Error:") == 1 and "bin_bytes" in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.count("Error:") == 1 and "bin_bytes" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
@@ -363,7 +363,7 @@ name = "midtrain"
 mix = "long"
 """)
     result = invoke("trainer", ["train", "--config", "run.toml"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert result.stderr.strip().splitlines() == [
         "Error: stage midtrain: the mix's seq_len 32 exceeds model.max_seq_len 16"]
     assert not (folder / "run").exists(), "nothing trained, nothing written"

@@ -145,7 +145,7 @@ def test_cli(run, tmp_path):
     assert r.exit_code == 0, r.output
     assert "SFT task gsm8k" in r.output and (tmp_path / "hf" / "tokenizer.json").is_file()
     r = CliRunner().invoke(export_cmd, [str(out), "--out", str(tmp_path / "hf2"), "--stage", "nope"])
-    assert r.exit_code == 2 and "Error: " in r.output and "no stage 'nope'" in r.output
+    assert r.exit_code == 1 and "Error: " in r.output and "no stage 'nope'" in r.output
 
 
 def test_lm_evaluation_harness_scores_the_export(run, tmp_path):

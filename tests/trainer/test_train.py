@@ -197,15 +197,15 @@ def test_bad_combinations_are_refused(tmp_path, kw, stream_kw, match):
 def test_missing_mix_is_a_clear_cli_error(tmp_path, data_dir, mix, match):
     result = CliRunner().invoke(train_cmd, ["--set", f"mix={mix}", "--set", f"out_dir={tmp_path / 'o'}",
                                             "--set", "model.name=tiny"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert match in result.output and "Traceback" not in result.output
 
 
 def test_cli_reports_bad_key_and_unknown_model(tmp_path):
     r = CliRunner().invoke(train_cmd, ["--set", "mix=m", "--set", f"out_dir={tmp_path}", "--set", "model.name=gpt5"])
-    assert r.exit_code == 2 and "unknown model 'gpt5'" in r.output
+    assert r.exit_code == 1 and "unknown model 'gpt5'" in r.output
     r = CliRunner().invoke(train_cmd, ["--set", "mix=m", "--set", f"out_dir={tmp_path}", "--set", "optim.lrr=1"])
-    assert r.exit_code == 2 and "[optim] lrr: unknown key" in r.output
+    assert r.exit_code == 1 and "[optim] lrr: unknown key" in r.output
 
 
 def test_two_process_ddp_equals_one_process(tmp_path):
@@ -255,7 +255,7 @@ def test_end_to_end_on_a_built_mix(tmp_path, data_dir, make_store):
     # the model's vocabulary must cover the mix's tokenizer
     small = CliRunner().invoke(train_cmd, [*args[:2], "--set", f"out_dir={tmp_path / 'small'}", *args[4:],
                                            "--set", "model.vocab_size=256"])
-    assert small.exit_code == 2 and "model.vocab_size is 256" in small.output
+    assert small.exit_code == 1 and "model.vocab_size is 256" in small.output
 
 
 def test_init_from_a_hugging_face_directory(tmp_path):
