@@ -445,10 +445,16 @@ class TokenStore:
         mismatch, else renew the stamp."""
         self._check_structure()
         fp, sums, top = integrity.scan_store(self.files.idx, self.files.bin, self.dtype)
+        recorded = self.manifest.get("checksums")
+        if isinstance(recorded, dict):
+            for key, path in (("idx", self.files.idx), ("bin", self.files.bin)):
+                if recorded.get(key) != sums[key]:
+                    raise MixkitError(f"store '{self.name}': {path} differs from its checksums (files changed)")
         if fp != self.fingerprint:
-            raise MixkitError(f"store '{self.name}': content fingerprint differs from its manifest (files changed)")
-        if "checksums" in self.manifest and self.manifest["checksums"] != sums:
-            raise MixkitError(f"store '{self.name}': its chunk checksums differ from its manifest (files changed)")
+            raise MixkitError(
+                f"store '{self.name}': content fingerprint of {self.files.bin.name} and {self.files.idx.name} "
+                "differs from its manifest (files changed)"
+            )
         integrity.check_vocabulary(self.name, self.dtype, self.manifest, top)
         self._measured_max_token_id = top
         total = int(np.asarray(self._index.lengths, dtype=np.int64).sum())
