@@ -8,6 +8,8 @@ caller, as ``ENOSPC`` is on a full disk).
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cli.mixkit_cli import main as mixkit_main
-from mixkit import resources
+from mixkit import encoders, resources
 from mixkit.errors import MixkitError
 from mixkit.mix.build import array_bytes, sample_bounds
 from mixkit.mix.plan import MixPlan, Phase
+from mixkit.samples import DEFAULT_TOKENIZER, sample_path
 from mixkit.store import StoreWriter, TokenStore, write_store
 from tests.reliability.test_damage import one_line_error
 from tests.support import random_docs
@@ -150,3 +155,64 @@ def test_the_index_write_checks_free_space(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "free_bytes", lambda path: 10)
     with pytest.raises(MixkitError, match=r"not enough disk space for the index of store 's': needs 62 B, 10 B free"):
         w.finish({"tokenizer": {"sha256": "x", "vocab_size": 10}})
+
+
+# -- one huge document ----------------------------------------------------------------------------------
+
+HF = encoders.HFEncoder.from_file(DEFAULT_TOKENIZER)
+FAST = encoders.FastEncoder.from_file(DEFAULT_TOKENIZER)
+
+PIECE_FRAGMENTS = st.one_of(
+    st.integers(1, 30).map(lambda n: " " * n),
+    st.sampled_from(["\t", "\n", "\r\n", "\u00a0", " \n", "\n ", "e\u0301", "\u212b", "\u1100\u1161\u11a8", "o\u0308\u0304"]),
+    st.sampled_from(["<|endoftext|>", "'s", "'ll", "123", "½", "🎉", "中文", "Ελλ", "x", "Word", "def", ".", "'"]),
+    st.characters(categories=["Mn", "Mc"]),
+    st.text(max_size=8),
+)
+
+
+def sample_text(max_chars: int = 400_000) -> str:
+    """The bundled C4 and code samples joined into one document (web text, code, whitespace runs)."""
+    parts = []
+    for name in ("c4", "code"):
+        with gzip.open(sample_path(name), "rt", encoding="utf-8") as f:
+            parts += [json.loads(line)["text"] for line in f if line.strip()]
+    return "\n\n".join(parts)[:max_chars]
+
+
+@given(st.lists(PIECE_FRAGMENTS, max_size=40).map("".join), st.integers(2, 40))
+def test_pieces_give_the_ids_of_the_whole_text(text, max_chars):
+    """Encoding a text in pieces (any piece size) gives the ids of encoding it whole, with both encoders."""
+    pieces = encoders.encoding_pieces(text, max_chars)
+    assert "".join(pieces) == text
+    for enc in (FAST, HF):
+        assert encoders.encode_in_pieces(enc.encode_whole, [text, "a b"], max_chars) == enc.encode_whole([text, "a b"])
+
+
+class Spy:
+    """An encoder whose ``encode_whole`` records the length of every text it is given."""
+
+    def __init__(self, enc):
+        self.whole, self.lengths = enc.encode_whole, []
+
+    def encode_whole(self, texts):
+        self.lengths += [len(t) for t in texts]
+        return self.whole(texts)
+
+
+def test_a_huge_document_is_encoded_in_bounded_pieces_with_the_same_ids(monkeypatch):
+    """The bundled corpora as one document: ``encode_batch`` cuts it into pieces of at most
+    MAX_PIECE_CHARS (here 4,000 characters) and its ids equal those of encoding it whole."""
+    text = sample_text()
+    monkeypatch.setattr(encoders, "MAX_PIECE_CHARS", 4000)
+    pieces = encoders.encoding_pieces(text)
+    assert len(pieces) > 20 and max(len(p) for p in pieces) <= 4000
+    assert HF.cuttable
+    for enc in (FAST, HF):
+        spy = Spy(enc)
+        monkeypatch.setattr(enc, "encode_whole", spy.encode_whole)
+        got = enc.encode_batch([text, "short"])
+        monkeypatch.undo()
+        monkeypatch.setattr(encoders, "MAX_PIECE_CHARS", 4000)
+        assert max(spy.lengths) <= 4000, "no encoder call saw more than one piece"
+        assert got == enc.encode_whole([text, "short"])
