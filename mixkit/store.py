@@ -449,7 +449,7 @@ class TokenStore:
         if isinstance(recorded, dict):
             for key, path in (("idx", self.files.idx), ("bin", self.files.bin)):
                 if recorded.get(key) != sums[key]:
-                    raise MixkitError(f"store '{self.name}': {path} differs from its checksums (files changed)")
+                    raise MixkitError(f"store '{self.name}': {path} differs from its checksums (its fingerprint differs from the manifest: files changed)")
         if fp != self.fingerprint:
             raise MixkitError(
                 f"store '{self.name}': content fingerprint of {self.files.bin.name} and {self.files.idx.name} "
