@@ -104,8 +104,12 @@ def encoding_pieces(text: str, max_chars: int | None = None) -> list[str]:
     start = 0
     while len(text) - start > limit:
         cut = -1
-        for m in _CUT.finditer(text, start + max(1, limit // 2), start + limit):
-            cut = m.start()
+        end = start + limit
+        for lo in (end - 4096, start + limit // 2):  # the last cut point, looked for near the end first
+            for m in _CUT.finditer(text, max(start + 1, lo), end):
+                cut = m.start()
+            if cut >= 0:
+                break
         if cut < 0:
             m = _CUT.search(text, start + limit)
             if m is None:
