@@ -137,7 +137,8 @@ def scan_store(idx_path: Path, bin_path: Path, dtype: np.dtype) -> tuple[str, di
             if key == "bin":
                 ids = np.frombuffer(block, dtype=dtype, count=len(block) // dtype.itemsize)
                 if ids.size:
-                    top = max(top if top is not None else int(ids.max()), int(ids.max()))
+                    m = int(ids.max())
+                    top = m if top is None else max(top, m)
         sums[key] = digests
     return sha.hexdigest(), sums, top
 
