@@ -11,7 +11,10 @@ frequencies), then, with the file in the page cache, times on the same memmap:
   memory-bandwidth ceiling any counter can reach.
 
 Prints tokens/s for each and the ratios; the last line is ``ratio: X`` (numba over
-np.bincount). The generated store lives under ``--workdir`` (default a temporary
+np.bincount). Before it, the cost of verifying the same store (``mixkit.integrity``), files
+in the page cache: the first open's content check (xxh3 of every 64 MB chunk and the
+largest id, GB/s beside the read's), the structure check of the index, and a second open,
+which the stamp makes free. The generated store lives under ``--workdir`` (default a temporary
 directory) and is deleted afterwards unless ``--keep``.
 
     python benchmarks/bench_counts.py [--tokens 500e6] [--dtype uint16|int32] [--repeats 3]
@@ -32,6 +35,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from mixkit import integrity
 from mixkit.samples import DEFAULT_TOKENIZER, sample_path
 from mixkit.store import StoreWriter, TokenStore, sha256_file
 from mixkit.unigram import histogram
@@ -92,6 +96,23 @@ def bincount_blocks(tokens: np.ndarray, block: int = 1 << 24) -> np.ndarray:
     return out
 
 
+def bench_verify(store: TokenStore, read_s: float, repeats: int) -> None:
+    """The first open's checks (content, structure) and a stamped second open, on ``store``."""
+    files = store.files
+    nbytes = files.bin.stat().st_size + files.idx.stat().st_size
+    content_s, _ = best_of(repeats, lambda: integrity.verify_store_content(store.name, files.idx, files.bin, store.dtype, store.manifest))
+    structure_s, _ = best_of(repeats, store._check_structure)
+    files.verified.unlink(missing_ok=True)
+    age = time.time() - files.bin.stat().st_mtime
+    if age < integrity.RACY_SECONDS:
+        time.sleep(integrity.RACY_SECONDS - age)
+    first_s, _ = best_of(1, lambda: TokenStore.open(files.prefix))
+    second_s, _ = best_of(repeats, lambda: TokenStore.open(files.prefix))
+    print(f"verify, first open: content {content_s:.3f} s ({nbytes / content_s / 1e9:.2f} GB/s; the read: "
+          f"{store.tokens.nbytes / read_s / 1e9:.2f} GB/s), structure of {store.num_docs:,} documents {structure_s * 1e3:.1f} ms, "
+          f"whole open {first_s:.3f} s; second open (stamped) {second_s * 1e3:.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=float, default=500e6, help="at least this many tokens (default 500e6)")
@@ -124,6 +145,7 @@ def main() -> None:
             print(f"{name:>16}: {s:7.3f} s  {n / s / 1e9:6.3f} G tokens/s  ({tokens.nbytes / s / 1e9:5.2f} GB/s)")
         print(f"numba / np.bincount: {np_s / numba_s:.2f}x   numba / read: {read_s / numba_s:.2f} of the read speed "
               f"(targets: >= 8x, >= 0.9); load average {os.getloadavg()[0]:.2f}")
+        bench_verify(store, read_s, args.repeats)
         print(f"ratio: {np_s / numba_s:.2f}")
     finally:
         if args.keep:

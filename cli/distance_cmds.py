@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from cli.verify_option import no_verify_option
 from mixkit import distance as D
 from mixkit.distance_plot import plot_distance_matrix
 from mixkit.errors import MixkitError
@@ -47,6 +48,7 @@ def count_options(f):
             click.option("--count-eos", is_flag=True, help="Also count the EOS token appended after each document."),
             click.option("--no-cache", is_flag=True, help="Neither read nor write NAME.counts.{npy,json}."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
+            no_verify_option,
         ]
     ):
         f = opt(f)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cli.verify_option import no_verify_option
 from mixkit.config import field_default
 from mixkit.mix.plan import SHUFFLES, MixPlan, plan_from_options
 
@@ -27,6 +28,7 @@ from mixkit.mix.plan import SHUFFLES, MixPlan, plan_from_options
 @click.option("--allow-repeat", is_flag=True, help="Allow reading a dataset more than once (fresh shuffle each epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix of that name.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
+@no_verify_option
 def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_len, global_batch, seed, world_size, shuffle, allow_repeat, overwrite, data_dir):
     """Build a deterministic mixed sample stream, readable at any step in O(1).
 
@@ -52,6 +54,7 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
 @click.argument("name")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the PNG [default: the mix directory's shares.png].")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
+@no_verify_option
 def inspect(name, plot_path, data_dir):
     """Planned vs realised shares, samples, tokens and epochs per phase; a cumulative-share plot."""
     from mixkit.mix.inspect import plot_shares, report

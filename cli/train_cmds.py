@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.verify_option import no_verify_option
 from mixkit.toml_file import read_toml
 
 
@@ -22,6 +23,7 @@ def _is_staged(config_path: str | None) -> bool:
                                               "(a staged run always continues where it stopped).")
 @click.option("--from", "branch_from", type=click.Path(file_okay=False), default=None, metavar="CHECKPOINT",
               help="Continue a checkpoint of another run (model, optimizer, schedule, step) on this config's mix.")
+@no_verify_option
 def train(config_path: str | None, overrides: tuple[str, ...], resume: bool, branch_from: str | None) -> None:
     """Train a GPT-NeoX (Pythia) model on a mix stream, or through stages.
 

@@ -38,6 +38,17 @@ special token, mixed scripts, emoji, combining marks, digits, code, most of the 
 Multilingual Plane in letter/digit/space contexts, and texts with lone surrogates, which
 both must refuse). Any difference and ``tokenizers`` is used, with a one-line note.
 
+Long documents are encoded in pieces (``encoding_pieces``): a text of more than
+``MAX_PIECE_CHARS`` characters is cut where the pipeline cuts anyway, so its ids equal
+those of the whole text while the encoder's working memory stays that of one piece
+(one 47 MB document encoded whole peaked at 4.5 GB). The cut is before a single space that follows a
+non-space character and precedes an ASCII letter: GPT-2's pattern starts a pre-token
+there (`` ?\\p{L}+``) and ends the previous one, NFC never composes across a space, and
+no BPE merge crosses a pre-token. It is used only where that holds: a byte-level
+pipeline ``FastEncoder`` reproduces (``fast_spec``) whose added tokens are all
+whitespace or hold no space (GPT-NeoX-20B's space runs qualify); other tokenizers
+encode long texts whole.
+
 Lone surrogates (``"\\ud800"`` from a JSON escape) cannot be encoded as UTF-8: both
 encoders raise ``MixkitError`` for them (``tokenize`` skips or reports such records first).
 """
@@ -57,6 +68,8 @@ from typing import Any
 from mixkit.errors import MixkitError
 
 ENCODERS = ("auto", "fast", "hf")
+MAX_PIECE_CHARS = 1 << 20  # longer texts are encoded in pieces (module docstring)
+_CUT = re.compile(r"(?<=\S) (?=[A-Za-z])")  # where a piece may end: before " word" after a non-space
 
 # The split pattern of ``tokenizers.pre_tokenizers.ByteLevel(use_regex=True)`` (GPT-2's).
 GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -77,6 +90,60 @@ def _check_encodable(texts: list[str]) -> None:
                 text.encode("utf-8")
             except UnicodeEncodeError:
                 raise lone_surrogate_error(i) from None
+
+
+# -- long texts -----------------------------------------------------------------------------------
+
+
+def encoding_pieces(text: str, max_chars: int | None = None) -> list[str]:
+    """``text`` cut into pieces of at most ``max_chars`` characters (``MAX_PIECE_CHARS``) at the
+    cut points of the module docstring, each piece as long as it can be; a stretch with no
+    cut point stays whole (so a piece may be longer). ``"".join(pieces) == text``."""
+    limit = MAX_PIECE_CHARS if max_chars is None else max_chars
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > limit:
+        cut = -1
+        end = start + limit
+        for lo in (end - 4096, start + limit // 2):  # the last cut point, looked for near the end first
+            for m in _CUT.finditer(text, max(start + 1, lo), end):
+                cut = m.start()
+            if cut >= 0:
+                break
+        if cut < 0:
+            m = _CUT.search(text, start + limit)
+            if m is None:
+                break
+            cut = m.start()
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+def added_tokens_allow_cuts(contents: list[str]) -> bool:
+    """Whether no added token can span a cut point: each is all whitespace or holds no space."""
+    return all(not c.strip() or " " not in c for c in contents)
+
+
+def encode_in_pieces(encode_whole: Any, texts: list[str], max_chars: int | None = None) -> list[list[int]]:
+    """``encode_whole(texts)`` (a batch encoder), with every text longer than ``max_chars``
+    encoded piece by piece (``encoding_pieces``) and its ids joined."""
+    limit = MAX_PIECE_CHARS if max_chars is None else max_chars
+    short = [i for i, t in enumerate(texts) if len(t) <= limit]
+    out: list[list[int] | None] = [None] * len(texts)
+    for i, ids in zip(short, encode_whole([texts[i] for i in short]) if short else []):
+        out[i] = ids
+    for i, text in enumerate(texts):
+        if out[i] is None:
+            ids: list[int] = []
+            try:
+                for piece in encoding_pieces(text, limit):
+                    ids += encode_whole([piece])[0]
+            except MixkitError:
+                raise lone_surrogate_error(i) from None
+            out[i] = ids
+    return out  # type: ignore[return-value]
 
 
 # -- the reference ------------------------------------------------------------------------------
@@ -103,7 +170,25 @@ class HFEncoder:
         except Exception as e:
             raise MixkitError(f"cannot read tokenizer {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
+    @property
+    def cuttable(self) -> bool:
+        """Whether long texts may be encoded in pieces (module docstring); decided on first need."""
+        if not hasattr(self, "_cuttable"):
+            data = json.loads(self.tokenizer.to_str())
+            try:
+                fast_spec(data)
+                self._cuttable = added_tokens_allow_cuts([t["content"] for t in data.get("added_tokens") or []])
+            except Unsupported:
+                self._cuttable = False
+        return self._cuttable
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any(len(t) > MAX_PIECE_CHARS for t in texts) and self.cuttable:
+            return encode_in_pieces(self.encode_whole, texts)
+        return self.encode_whole(texts)
+
+    def encode_whole(self, texts: list[str]) -> list[list[int]]:
+        """``encode_batch`` without cutting long texts."""
         try:
             encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         except TypeError:
@@ -281,6 +366,12 @@ class FastEncoder:
         return out
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any(len(t) > MAX_PIECE_CHARS for t in texts) and added_tokens_allow_cuts(list(self._added)):
+            return encode_in_pieces(self.encode_whole, texts)
+        return self.encode_whole(texts)
+
+    def encode_whole(self, texts: list[str]) -> list[list[int]]:
+        """``encode_batch`` without cutting long texts."""
         if self._pool is None or len(texts) < 2 * self.num_threads:
             return self._encode_all(texts)
         k = self.num_threads

@@ -30,7 +30,12 @@ A store named ``NAME`` is three files in the data directory:
     the sources, what was skipped and why, the mixkit version, and ``fingerprint``:
     the sha256 of the ``.idx`` bytes followed by the ``.bin`` bytes. Later artifacts
     (counts, mixes, checkpoints) record that fingerprint and refuse a store whose
-    fingerprint changed.
+    fingerprint changed. Since checksums exist also ``checksums`` (xxh3 of every 64 MB
+    of each file), ``max_token_id`` and ``manifest_checksum`` (``mixkit.integrity``).
+
+``TokenStore.open`` checks the manifest, the index's structure and, on first use, the
+content against the checksums, then stamps the store as verified (``NAME.verified``) so
+the next open reads nothing (``mixkit.integrity``).
 
 The manifest is renamed into place last: a store without its manifest, or whose
 files disagree with the sizes the manifest records, does not exist as far as
@@ -54,14 +59,17 @@ from typing import Any
 
 import numpy as np
 
-from mixkit import atomic
+from mixkit import atomic, integrity
 from mixkit.errors import MixkitError
+from mixkit.resources import disk_errors, ensure_free_space
 
 MAGIC = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
 MANIFEST_FORMAT = "mixkit-token-store"
 MANIFEST_VERSION = 1
 HEADER_BYTES = len(MAGIC) + 8 + 1 + 8 + 8
+# What a reader needs from a manifest (a manifest without one is refused in one line, not a KeyError).
+REQUIRED_MANIFEST_KEYS = ("dtype", "documents", "tokens", "bin_bytes", "idx_bytes", "fingerprint", "tokenizer")
 
 DTYPE_CODES: dict[int, type] = {
     1: np.uint8,
@@ -220,6 +228,7 @@ class StoreFiles:
         NAME.tokenize-state.json                ``mixkit tokenize``'s resume checkpoint
         .NAME.lock                              held by the one process writing NAME (``mixkit.locks``)
         NAME.counts.npy  NAME.counts.json       cached unigram counts (``mixkit.unigram``)
+        NAME.verified                           the stamp of the last passed check (``mixkit.integrity``)
         NAME-holdout.*                          the documents held out of NAME: another store
     """
 
@@ -239,6 +248,7 @@ class StoreFiles:
     tokenize_state = _file(".tokenize-state.json")
     counts_npy = _file(".counts.npy")
     counts_json = _file(".counts.json")
+    verified = _file(".verified")
 
     @classmethod
     def of(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> StoreFiles:
@@ -308,8 +318,9 @@ class TokenStore:
 
     ``store[i]`` is document ``i``'s tokens as a zero-copy view of ``store.tokens``,
     the whole ``.bin`` as one 1-D memmap; ``store.files`` names its files (``StoreFiles``).
-    Opening reads the manifest and the index header and checks file sizes against the
-    manifest (cheap); ``verify()`` also recomputes the content fingerprint (reads everything).
+    Opening reads the manifest and the index, checks file sizes, the manifest's checksum and
+    the index's structure, and on first use the content (``mixkit.integrity``: once, then a
+    stamp); ``verify()`` rereads everything whatever the stamp says.
     """
 
     def __init__(self, prefix: Path, manifest: dict[str, Any], index: IndexArrays):
@@ -318,6 +329,7 @@ class TokenStore:
         self.manifest = manifest
         self._index = index
         self.dtype: np.dtype = index.dtype
+        self._measured_max_token_id: int | None = None  # found by a content check of a store without one recorded
         nbytes = self.files.bin.stat().st_size
         if nbytes:
             self.tokens: np.ndarray = np.memmap(self.files.bin, dtype=self.dtype, mode="r")
@@ -327,7 +339,14 @@ class TokenStore:
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TokenStore:
+    def open(
+        cls, name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, *, verify: bool | None = None
+    ) -> TokenStore:
+        """Open a store by name, prefix or file path, checked as the class docstring says.
+
+        ``verify`` decides the content check on first use (None: ``integrity.content_checks_enabled()``);
+        the manifest and structure checks always run unless a stamp vouches for the files.
+        """
         files = StoreFiles.of(name_or_path, data_dir)
         prefix = files.prefix
         if not files.exists():
@@ -338,6 +357,7 @@ class TokenStore:
             )
         manifest = read_manifest(files.manifest, MANIFEST_FORMAT, "token store")
         check_store_manifest(manifest, files.manifest)
+        integrity.check_store_manifest(files.manifest, manifest, REQUIRED_MANIFEST_KEYS)
         for path, key in ((files.bin, "bin_bytes"), (files.idx, "idx_bytes")):
             if not path.exists():
                 raise MixkitError(f"store '{prefix.name}': {path.name} is missing")
@@ -349,7 +369,34 @@ class TokenStore:
         index = read_index(files.idx)
         if index.dtype.name != manifest["dtype"]:
             raise MixkitError(f"store '{prefix.name}': index dtype {index.dtype.name} != manifest {manifest['dtype']}")
-        return cls(prefix, manifest, index)
+        store = cls(prefix, manifest, index)
+        store._check(integrity.content_checks_enabled() if verify is None else verify)
+        return store
+
+    def _stamp_files(self) -> dict[str, Path]:
+        return {"bin": self.files.bin, "idx": self.files.idx}
+
+    def _check(self, content: bool) -> None:
+        """Structure, then (``content``) the checksums, unless the stamp vouches for the files;
+        a passed content check writes the stamp."""
+        digest = integrity.canonical_sha256(self.manifest)
+        stamp = integrity.read_stamp(self.files.verified, self._stamp_files(), digest)
+        if stamp is not None:
+            self._measured_max_token_id = stamp.get("max_token_id")
+            return
+        self._check_structure()
+        if content:
+            top = integrity.verify_store_content(self.name, self.files.idx, self.files.bin, self.dtype, self.manifest)
+            integrity.check_vocabulary(self.name, self.dtype, self.manifest, top)
+            self._measured_max_token_id = top
+            integrity.write_stamp(self.files.verified, self._stamp_files(), digest, max_token_id=top)
+
+    def _check_structure(self) -> None:
+        index = self._index
+        integrity.check_store_structure(
+            self.name, self.files.idx, index.lengths, index.pointers, index.doc_idx, self.dtype,
+            self.files.bin.stat().st_size, self.manifest,
+        )
 
     # -- paths and metadata ----------------------------------------------------------------------
 
@@ -376,6 +423,14 @@ class TokenStore:
     @property
     def tokenizer_sha256(self) -> str:
         return self.manifest["tokenizer"]["sha256"]
+
+    @property
+    def max_token_id(self) -> int | None:
+        """The largest token id in the store: recorded at finish, else measured by the content
+        check (None: not known, as for a store written before it was recorded and opened unchecked)."""
+        if "max_token_id" in self.manifest:
+            return self.manifest["max_token_id"]
+        return self._measured_max_token_id
 
     @property
     def eos_id(self) -> int | None:
@@ -411,15 +466,29 @@ class TokenStore:
             yield self[i]
 
     def verify(self) -> None:
-        """Recompute the fingerprint and the index totals; raise ``MixkitError`` on any mismatch."""
-        fp = fingerprint_files(self.files.idx, self.files.bin)
+        """Reread everything, whatever the stamp says: the fingerprint, the checksums, the index's
+        structure and totals, the largest id against the vocabulary; raise ``MixkitError`` on any
+        mismatch, else renew the stamp."""
+        self._check_structure()
+        fp, sums, top = integrity.scan_store(self.files.idx, self.files.bin, self.dtype)
+        recorded = self.manifest.get("checksums")
+        if isinstance(recorded, dict):
+            for key, path in (("idx", self.files.idx), ("bin", self.files.bin)):
+                if recorded.get(key) != sums[key]:
+                    raise MixkitError(f"store '{self.name}': {path} differs from its checksums (its fingerprint differs from the manifest: files changed)")
         if fp != self.fingerprint:
-            raise MixkitError(f"store '{self.name}': content fingerprint differs from its manifest (files changed)")
+            raise MixkitError(
+                f"store '{self.name}': content fingerprint of {self.files.bin.name} and {self.files.idx.name} "
+                "differs from its manifest (files changed)"
+            )
+        integrity.check_vocabulary(self.name, self.dtype, self.manifest, top)
+        self._measured_max_token_id = top
         total = int(np.asarray(self._index.lengths, dtype=np.int64).sum())
         if total != self.num_tokens or total != self.manifest["tokens"]:
             raise MixkitError(f"store '{self.name}': index counts {total} tokens, .bin holds {self.num_tokens}")
         if self.num_docs != self.manifest["documents"]:
             raise MixkitError(f"store '{self.name}': index has {self.num_docs} documents, manifest says {self.manifest['documents']}")
+        integrity.write_stamp(self.files.verified, self._stamp_files(), integrity.canonical_sha256(self.manifest), max_token_id=top)
 
     def summary(self) -> dict[str, Any]:
         """The figures ``mixkit info`` and ``mixkit list`` print."""
@@ -535,8 +604,9 @@ class StoreWriter:
         lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
         if lengths.max() > np.iinfo(np.int32).max:
             raise MixkitError("a document is longer than the index's int32 lengths allow")
-        self._f.write(np.concatenate(arrays).astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-        self._lf.write(lengths.astype("<i4").tobytes())
+        with disk_errors(self.partial_path, f"store '{self.prefix.name}'"):
+            self._f.write(np.concatenate(arrays).astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+            self._lf.write(lengths.astype("<i4").tobytes())
         self.num_docs += len(arrays)
         self.num_tokens += int(lengths.sum())
 
@@ -550,16 +620,18 @@ class StoreWriter:
             return
         if lengths.max() > np.iinfo(np.int32).max:
             raise MixkitError("a document is longer than the index's int32 lengths allow")
-        self._f.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-        self._lf.write(lengths.astype("<i4").tobytes())
+        with disk_errors(self.partial_path, f"store '{self.prefix.name}'"):
+            self._f.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+            self._lf.write(lengths.astype("<i4").tobytes())
         self.num_docs += int(lengths.size)
         self.num_tokens += int(tokens.size)
 
     def flush(self) -> tuple[int, int]:
         """Make everything added so far durable; return ``(bin_bytes, documents)``."""
-        for fh in (self._f, self._lf):
-            fh.flush()
-            os.fsync(fh.fileno())
+        with disk_errors(self.partial_path, f"store '{self.prefix.name}'"):
+            for fh in (self._f, self._lf):
+                fh.flush()
+                os.fsync(fh.fileno())
         return self._f.tell(), self.num_docs
 
     def close(self) -> None:
@@ -596,7 +668,12 @@ class StoreWriter:
             raise MixkitError(f"store '{self.prefix.name}' already exists in {self.prefix.parent} (use --overwrite to replace it)")
         lengths = np.fromfile(self.lengths_path, dtype="<i4")
         idx_tmp = files.idx_partial
-        atomic.write_bytes(idx_tmp, encode_index(lengths, self.dtype))
+        index_bytes = encode_index(lengths, self.dtype)
+        what = f"the index of store '{self.prefix.name}'"
+        ensure_free_space(idx_tmp, len(index_bytes), what)
+        with disk_errors(idx_tmp, what):
+            atomic.write_bytes(idx_tmp, index_bytes)
+        fingerprint, checksums, max_token_id = integrity.scan_store(idx_tmp, self.partial_path, self.dtype)
         full = dict(manifest)
         full.update(
             format=MANIFEST_FORMAT,
@@ -607,8 +684,12 @@ class StoreWriter:
             tokens=int(self.num_tokens),
             bin_bytes=self.partial_path.stat().st_size,
             idx_bytes=idx_tmp.stat().st_size,
-            fingerprint=fingerprint_files(idx_tmp, self.partial_path),
+            fingerprint=fingerprint,
+            checksums=checksums,
+            max_token_id=max_token_id,
         )
+        full.pop("manifest_checksum", None)
+        full["manifest_checksum"] = integrity.manifest_checksum(full)  # last: it covers everything above
         # The old manifest goes first so no reader pairs it with the new .bin/.idx.
         json_path.unlink(missing_ok=True)
         os.replace(self.partial_path, bin_path)

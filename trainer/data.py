@@ -58,6 +58,12 @@ def check_stream(stream: Any, model_cfg: ModelConfig, tokenizer_sha256: str = ""
             f"the mix's tokenizer has {stream.vocab_size} ids but model.vocab_size is {model_cfg.vocab_size} "
             f"(the model's vocabulary must cover the tokenizer's)"
         )
+    top = getattr(stream, "max_token_id", None)
+    if top is not None and int(top) >= model_cfg.vocab_size:
+        raise MixkitError(
+            f"the mix's stores hold token id {top}, outside model.vocab_size {model_cfg.vocab_size} "
+            "(the model would index past its embedding)"
+        )
     if tokenizer_sha256 and stream.tokenizer_sha256 != tokenizer_sha256:
         raise MixkitError(
             f"the mix was tokenized with tokenizer sha256 {stream.tokenizer_sha256[:12]}…, "

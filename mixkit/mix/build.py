@@ -3,6 +3,14 @@
 The folder's files and ``mix.json`` are described (and named, written, read) in
 ``mixkit.mix.format``. Only the epochs a dataset actually reaches are built, and more
 than one needs ``allow_repeat``: the check runs before anything is written.
+
+Before anything is allocated, each dataset's samples are bounded from the plan alone
+(the blend keeps ``w_k n - (K - 1) < c_k(n) < w_k n + 1``, ``mixkit.mix.indices``): a
+dataset that certainly needs a second epoch is refused without ``allow_repeat``, and the
+arrays' size (at most their upper bound) must fit the free disk space
+(``mixkit.resources``). The global arrays are then blended straight into preallocated
+files, so a run of any length takes no more memory than its page cache, and a full disk
+is a one-line error, not a ``Bus error``; the exact repeat check follows the blend.
 """
 
 from __future__ import annotations
@@ -28,15 +36,21 @@ from mixkit.mix.indices import (
 )
 from mixkit.mix.plan import MixPlan
 from mixkit.names import check_new_name
+from mixkit.resources import ensure_free_space
 from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir
 
+NPY_HEADER_BYTES = 128  # a .npy header of these arrays (numpy pads it to 64 bytes; 128 is a bound)
 
-def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """``(dataset_index, dataset_sample_index, per-phase sample counts)`` for the whole run."""
+
+def blend_plan(
+    plan: MixPlan, names: list[str], ds: np.ndarray | None = None, sn: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """``(dataset_index, dataset_sample_index, per-phase sample counts)`` for the whole run,
+    into ``ds`` (int16) and ``sn`` (int64) of ``steps * global_batch`` entries when given."""
     gb = plan.global_batch
     n_total = plan.steps * gb
-    ds = np.empty(n_total, dtype=np.int16)
-    sn = np.empty(n_total, dtype=np.int64)
+    ds = np.empty(n_total, dtype=np.int16) if ds is None else ds
+    sn = np.empty(n_total, dtype=np.int64) if sn is None else sn
     used = np.zeros(len(names), dtype=np.int64)
     phases = []
     for phase, (start, end) in zip(plan.phases, plan.phase_bounds()):
@@ -65,6 +79,32 @@ def blend_plan(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray,
             }
         )
     return ds, sn, phases
+
+
+def sample_bounds(plan: MixPlan, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: bounds on the samples each dataset gives the whole run, from the plan
+    alone (no blend): per phase of ``n`` samples and ``K`` datasets, ``w_k n - (K - 1) < c_k < w_k n + 1``."""
+    low = np.zeros(len(names), dtype=np.float64)
+    high = np.zeros(len(names), dtype=np.float64)
+    for phase, (start, end) in zip(plan.phases, plan.phase_bounds()):
+        weights = phase.normalized()
+        n = (end - start) * plan.global_batch
+        for k, w in weights.items():
+            i = names.index(k)
+            low[i] += max(0.0, w * n - len(weights))
+            high[i] += w * n + 2  # one for the blend's overshoot, one for rounding
+    return np.floor(low).astype(np.int64), np.ceil(high).astype(np.int64)
+
+
+def array_bytes(plan: MixPlan, stores: list[TokenStore], epochs: list[int], block_samples: list[int]) -> int:
+    """An upper bound on the bytes of a mix's arrays (8-byte entries where the dtype is chosen later)."""
+    n_total = plan.steps * plan.global_batch
+    total = n_total * (2 + 8) + 2 * NPY_HEADER_BYTES
+    for s, e, per in zip(stores, epochs, block_samples):
+        blocks = 1 if plan.shuffle == "megatron" else e
+        docs = e * s.num_docs if plan.shuffle == "megatron" else s.num_docs
+        total += blocks * (4 * docs + 16 * (per + 1) + 8 * per) + 3 * NPY_HEADER_BYTES
+    return int(total)
 
 
 def megatron_layout(
@@ -141,7 +181,53 @@ def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overw
             )
         per_epoch.append(n)
 
-    ds, sn, phases = blend_plan(plan, names)
+    # Before anything is allocated: the repeat check where the plan alone decides it, and the disk space.
+    low, high = sample_bounds(plan, names)
+    if plan.shuffle == "megatron":
+        epochs, block_samples, _, _ = megatron_layout(plan, stores, np.zeros(len(names), dtype=np.int64))
+    else:
+        check_repeats(plan, names, low, per_epoch, about=True)
+        epochs = [max(1, math.ceil(int(h) / s)) for h, s in zip(high, per_epoch)]
+        block_samples = per_epoch
+    ensure_free_space(out.parent, array_bytes(plan, stores, epochs, block_samples), f"the arrays of mix '{name}'")
+    try:
+        with atomic.atomic_dir(out, overwrite=overwrite) as tmp:
+            n_total = plan.steps * plan.global_batch
+            ds = mixfmt.create_array(tmp, mixfmt.DATASET_INDEX, np.int16, (n_total,))
+            sn = mixfmt.create_array(tmp, mixfmt.DATASET_SAMPLE_INDEX, np.int64, (n_total,))
+            _, _, phases = blend_plan(plan, names, ds, sn)
+            ds.flush()
+            sn.flush()
+            del ds, sn
+            _write_rest(plan, name, stores, names, per_epoch, phases, tmp)
+    except FileExistsError:
+        raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)") from None
+    return out
+
+
+def check_repeats(plan: MixPlan, names: list[str], used: np.ndarray, per_epoch: list[int], about: bool = False) -> None:
+    """Refuse, without ``allow_repeat``, a dataset whose ``used`` samples take more than one epoch
+    (``about``: ``used`` is a lower bound from the plan, the blend not yet run)."""
+    if plan.allow_repeat:
+        return
+    for k in range(len(names)):
+        e = math.ceil(int(used[k]) / per_epoch[k])
+        if e > 1:
+            count = f"{'at least ' if about else ''}{int(used[k])} samples"
+            raise MixkitError(
+                f"dataset '{names[k]}' would be read {used[k] / per_epoch[k]:.2f} times ({e} epochs: "
+                f"{count}, {per_epoch[k]} per epoch); pass --allow-repeat to repeat it "
+                "with a fresh shuffle each epoch"
+            )
+
+
+def _write_rest(
+    plan: MixPlan, name: str, stores: list[TokenStore], names: list[str], per_epoch: list[int],
+    phases: list[dict[str, Any]], tmp: Path,
+) -> None:
+    """Everything after the global arrays, into the temporary folder ``tmp``: the exact repeat
+    check, each dataset's index arrays, ``mix.json``."""
+    seq_len = plan.seq_len
     used = np.zeros(len(names), dtype=np.int64)
     for p in phases:
         for k, v in p["samples"].items():
@@ -151,14 +237,7 @@ def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overw
     else:
         epochs = [math.ceil(int(u) / s) for u, s in zip(used, per_epoch)]
         block_samples, block_documents = per_epoch, [s.num_docs for s in stores]
-        if not plan.allow_repeat:
-            for k, e in enumerate(epochs):
-                if e > 1:
-                    raise MixkitError(
-                        f"dataset '{names[k]}' would be read {used[k] / per_epoch[k]:.2f} times ({e} epochs: "
-                        f"{int(used[k])} samples, {per_epoch[k]} per epoch); pass --allow-repeat to repeat it "
-                        "with a fresh shuffle each epoch"
-                    )
+        check_repeats(plan, names, used, per_epoch)
     for p in phases:
         p["tokens"] = {k: v * seq_len for k, v in p["samples"].items()}
         p["epochs"] = {k: v / per_epoch[names.index(k)] for k, v in p["samples"].items()}
@@ -186,63 +265,55 @@ def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overw
     if plan.shuffle == "megatron":
         for info, n in zip(datasets, megatron_samples):
             info["megatron_num_samples"] = n
-    try:
-        with atomic.atomic_dir(out, overwrite=overwrite) as tmp:
-            mixfmt.save_array(tmp, mixfmt.DATASET_INDEX, ds)
-            mixfmt.save_array(tmp, mixfmt.DATASET_SAMPLE_INDEX, sn)
-            del ds, sn
-            if plan.shuffle == "megatron":
-                for k, s in enumerate(stores):
-                    files = mixfmt.dataset_files(k)
-                    built = megatron_indices(s.doc_lengths, seq_len, plan.seed, megatron_samples[k])
-                    for kind, arr in zip(mixfmt.EPOCH_ARRAYS, built):
-                        mixfmt.save_array(tmp, files[kind], arr)
-                    del built
-            work = [] if plan.shuffle == "megatron" else [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
-            arrays: dict[int, dict[str, np.ndarray]] = {}
-            for k, s in enumerate(stores if work else []):
-                files = mixfmt.dataset_files(k)
-                n_docs, n_s = s.num_docs, per_epoch[k]
-                biggest = max(n_docs, int(np.max(s.doc_lengths)))
-                si_dtype = np.int32 if biggest <= np.iinfo(np.int32).max else np.int64
-                sh_dtype = np.uint32 if n_s < np.iinfo(np.uint32).max - 1 else np.int64
-                arrays[k] = {
-                    "doc_idx": mixfmt.create_array(tmp, files["doc_idx"], np.int32, (epochs[k] * n_docs,)),
-                    "sample_idx": mixfmt.create_array(tmp, files["sample_idx"], si_dtype, (epochs[k] * (n_s + 1), 2)),
-                    "shuffle_idx": mixfmt.create_array(tmp, files["shuffle_idx"], sh_dtype, (epochs[k] * n_s,)),
-                }
-            for k, e in tqdm(work, desc=f"build-mix {name}", unit="epoch", disable=None):
-                s, n_docs, n_s = stores[k], stores[k].num_docs, per_epoch[k]
-                doc_idx, sample_idx, shuffle_idx = epoch_indices(s.doc_lengths, seq_len, plan.seed, s.name, e)
-                arrays[k]["doc_idx"][e * n_docs : (e + 1) * n_docs] = doc_idx
-                arrays[k]["sample_idx"][e * (n_s + 1) : (e + 1) * (n_s + 1)] = sample_idx
-                arrays[k]["shuffle_idx"][e * n_s : (e + 1) * n_s] = shuffle_idx
-            for group in arrays.values():
-                for arr in group.values():
-                    arr.flush()
-            del arrays
-            manifest = {
-                "name": name,
-                "plan": plan.to_json(),
-                "num_steps": plan.steps,
-                "seq_len": seq_len,
-                "global_batch": plan.global_batch,
-                "num_samples": plan.steps * plan.global_batch,
-                "tokens_per_sample": seq_len,
-                "seed": plan.seed,
-                "allow_repeat": plan.allow_repeat,
-                "shuffle": plan.shuffle,
-                "source_names": names,
-                "datasets": datasets,
-                "phases": phases,
-                "tokenizer": first.manifest["tokenizer"],
-                "vocab_size": first.vocab_size,
-                "tokenizer_sha256": first.tokenizer_sha256,
-                "eos_id": first.eos_id,
-                "files": mixfmt.file_sha256s(tmp),
-                "mixkit_version": __version__,
-            }
-            mixfmt.write_manifest(tmp, manifest)
-    except FileExistsError:
-        raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)") from None
-    return out
+    if plan.shuffle == "megatron":
+        for k, s in enumerate(stores):
+            files = mixfmt.dataset_files(k)
+            built = megatron_indices(s.doc_lengths, seq_len, plan.seed, megatron_samples[k])
+            for kind, arr in zip(mixfmt.EPOCH_ARRAYS, built):
+                mixfmt.save_array(tmp, files[kind], arr)
+            del built
+    work = [] if plan.shuffle == "megatron" else [(k, e) for k in range(len(stores)) for e in range(epochs[k])]
+    arrays: dict[int, dict[str, np.ndarray]] = {}
+    for k, s in enumerate(stores if work else []):
+        files = mixfmt.dataset_files(k)
+        n_docs, n_s = s.num_docs, per_epoch[k]
+        biggest = max(n_docs, int(np.max(s.doc_lengths)))
+        si_dtype = np.int32 if biggest <= np.iinfo(np.int32).max else np.int64
+        sh_dtype = np.uint32 if n_s < np.iinfo(np.uint32).max - 1 else np.int64
+        arrays[k] = {
+            "doc_idx": mixfmt.create_array(tmp, files["doc_idx"], np.int32, (epochs[k] * n_docs,)),
+            "sample_idx": mixfmt.create_array(tmp, files["sample_idx"], si_dtype, (epochs[k] * (n_s + 1), 2)),
+            "shuffle_idx": mixfmt.create_array(tmp, files["shuffle_idx"], sh_dtype, (epochs[k] * n_s,)),
+        }
+    for k, e in tqdm(work, desc=f"build-mix {name}", unit="epoch", disable=None):
+        s, n_docs, n_s = stores[k], stores[k].num_docs, per_epoch[k]
+        doc_idx, sample_idx, shuffle_idx = epoch_indices(s.doc_lengths, seq_len, plan.seed, s.name, e)
+        arrays[k]["doc_idx"][e * n_docs : (e + 1) * n_docs] = doc_idx
+        arrays[k]["sample_idx"][e * (n_s + 1) : (e + 1) * (n_s + 1)] = sample_idx
+        arrays[k]["shuffle_idx"][e * n_s : (e + 1) * n_s] = shuffle_idx
+    for group in arrays.values():
+        for arr in group.values():
+            arr.flush()
+    del arrays
+    manifest = {
+        "name": name,
+        "plan": plan.to_json(),
+        "num_steps": plan.steps,
+        "seq_len": seq_len,
+        "global_batch": plan.global_batch,
+        "num_samples": plan.steps * plan.global_batch,
+        "tokens_per_sample": seq_len,
+        "seed": plan.seed,
+        "allow_repeat": plan.allow_repeat,
+        "shuffle": plan.shuffle,
+        "source_names": names,
+        "datasets": datasets,
+        "phases": phases,
+        "tokenizer": first.manifest["tokenizer"],
+        "vocab_size": first.vocab_size,
+        "tokenizer_sha256": first.tokenizer_sha256,
+        "eos_id": first.eos_id,
+        "files": mixfmt.file_sha256s(tmp),
+        "mixkit_version": __version__,
+    }
+    mixfmt.write_manifest(tmp, manifest)

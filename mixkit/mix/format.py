@@ -14,6 +14,7 @@ holds (every array a ``.npy`` opened with ``mmap_mode='r'``)::
     d{k}_shuffle_idx.npy        [E_k * S_k]: epoch e's sample shuffle at [e*S_k, ...)
                                 (with shuffle "megatron": one block over all E_k epochs, below)
     shares.png                  written by ``mixkit inspect`` (not part of the mix)
+    verified.json               the stamp of the last passed check (``mixkit.integrity``; not part of the mix)
 
 (layouts of the per-epoch arrays: ``mixkit.mix.indices``; ``mix.json``'s ``files`` lists
 the ``d{k}_*`` names of dataset ``k`` under ``datasets[k]``). A dataset's three arrays are
@@ -41,6 +42,7 @@ import numpy as np
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from mixkit.resources import disk_errors, preallocate
 from mixkit.store import read_manifest as read_json_manifest
 from mixkit.store import resolve_data_dir, sha256_file
 
@@ -49,6 +51,7 @@ MIXES_DIR = "mixes"  # a mix NAME lives in DATA_DIR/mixes/NAME/
 MANIFEST, DATASET_INDEX, DATASET_SAMPLE_INDEX = "mix.json", "dataset_index.npy", "dataset_sample_index.npy"
 EPOCH_ARRAYS = ("doc_idx", "sample_idx", "shuffle_idx")  # per dataset k: d{k}_doc_idx.npy, ...
 SHARES_PLOT = "shares.png"
+VERIFIED_STAMP = "verified.json"
 
 
 def mix_dir(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
@@ -106,13 +109,26 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def save_array(folder: Path, name: str, array: np.ndarray) -> None:
-    """Write a whole array as ``folder/name`` (``.npy``)."""
-    np.save(folder / name, array)
+    """Write a whole array as ``folder/name`` (``.npy``); a full disk is one ``MixkitError``."""
+    with disk_errors(folder / name, f"mix array {name}"):
+        np.save(folder / name, array)
 
 
 def create_array(folder: Path, name: str, dtype: np.dtype | type, shape: tuple[int, ...]) -> np.memmap:
-    """A new ``.npy`` of ``shape`` at ``folder/name``, memory-mapped for filling in place (``flush`` when done)."""
-    return np.lib.format.open_memmap(folder / name, mode="w+", dtype=dtype, shape=shape)
+    """A new ``.npy`` of ``shape`` at ``folder/name``, memory-mapped for filling in place (``flush`` when done).
+
+    Its blocks are reserved first (``mixkit.resources.preallocate``): writes through the map
+    then cannot meet a full disk, which would kill the process with ``SIGBUS``.
+    """
+    path = folder / name
+    with disk_errors(path, f"mix array {name}"):
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            preallocate(fd, os.fstat(fd).st_size, path, f"mix array {name}")
+        finally:
+            os.close(fd)
+    return arr
 
 
 def load_array(path: Path) -> np.ndarray:
