@@ -22,13 +22,17 @@ rank has written (a barrier), so a killed run leaves no half checkpoint under th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -53,6 +57,17 @@ def is_dcp_checkpoint(path: str | os.PathLike) -> bool:
     return (Path(path) / ckpt.META_FILE).exists() and (Path(path) / DCP_DIR / ".metadata").exists()
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """DCP's failures to read as one clear error; its notice that it runs in one process, hushed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            yield
+    except (OSError, RuntimeError, ValueError, CheckpointException) as e:
+        raise MixkitError(f"{path}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
+
+
 def _is_rank0() -> bool:
     return not is_distributed() or torch.distributed.get_rank() == 0
 
@@ -73,7 +88,9 @@ def save_sharded_checkpoint(out_dir: str | Path, step: int, *, model: torch.nn.M
         state: dict[str, Any] = {"model": model_state, "optimizer": optim_state}
     else:
         state = {"model": get_model_state_dict(model)}
-    dcp.save(state, checkpoint_id=tmp / DCP_DIR, no_dist=not is_distributed())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save(state, checkpoint_id=tmp / DCP_DIR, no_dist=not is_distributed())
     barrier()
     if _is_rank0():
         if full:
@@ -106,17 +123,16 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
     rank reads the whole file and keeps its shards)."""
     if is_dcp_checkpoint(path):
         no_dist = not is_distributed()
-        try:
-            if optimizer is None:
-                model_state = get_model_state_dict(model)
+        if optimizer is None:
+            model_state = get_model_state_dict(model)
+            with _reading(path):
                 dcp.load({"model": model_state}, checkpoint_id=path / DCP_DIR, no_dist=no_dist)
-                set_model_state_dict(model, model_state)
-                return
-            model_state, optim_state = get_state_dict(model, optimizer)
-            state = {"model": model_state, "optimizer": optim_state}
+            set_model_state_dict(model, model_state)
+            return
+        model_state, optim_state = get_state_dict(model, optimizer)
+        state = {"model": model_state, "optimizer": optim_state}
+        with _reading(path):
             dcp.load(state, checkpoint_id=path / DCP_DIR, no_dist=no_dist)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise MixkitError(f"{path}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         extra = torch.load(path / EXTRA_FILE, map_location="cpu", weights_only=False)
     else:
@@ -147,8 +163,6 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """The weights of a DCP checkpoint into an unsharded model, in this process alone (any
     world size saved it)."""
     state = model.state_dict()
-    try:
+    with _reading(Path(path)):
         dcp.load({"model": state}, checkpoint_id=Path(path) / DCP_DIR, no_dist=True)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise MixkitError(f"{path}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
     model.load_state_dict(state)
