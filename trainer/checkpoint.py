@@ -15,6 +15,10 @@ saving: batches are read from the mix stream by step.
 A checkpoint at the end of the LR schedule is written weights-only (``full = False``):
 nothing can continue training it, and the optimizer state would triple its size.
 
+An FSDP run writes its checkpoints through ``torch.distributed.checkpoint`` instead
+(``dcp/`` in place of ``state.pt``; ``trainer.distributed_checkpoint``); ``is_checkpoint``
+and ``load_weights`` take both.
+
 Resuming refuses a checkpoint whose model, optimizer, schedule, seed, precision or mix
 differ from the current config (they would not continue the same run).
 """

@@ -124,19 +124,28 @@ def run_results(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_rank_stage_example_equals_one_rank(example_data, tmp_path):
-    """pretrain → midtrain → SFT → evaluations of examples/base.toml: 2 gloo ranks give 1 rank's numbers."""
+@pytest.mark.parametrize("parallelism", ["ddp", "fsdp"])
+def test_two_rank_stage_example_equals_one_rank(example_data, tmp_path, parallelism):
+    """pretrain → midtrain → SFT → evaluations of examples/base.toml (with an evaluation during
+    pretraining): 2 gloo ranks give 1 rank's numbers, with DDP and with FSDP."""
     one, two = tmp_path / "one", tmp_path / "two"
-    r = CliRunner().invoke(train_cmd, ["--config", str(REPO / "examples" / "base.toml"), *example_overrides(example_data, one)])
+    extra = {"stages.pretrain.eval_interval": 2}
+    r = CliRunner().invoke(train_cmd, ["--config", str(REPO / "examples" / "base.toml"),
+                                       *example_overrides(example_data, one, **extra)])
     assert r.exit_code == 0, r.output
-    proc = torchrun("train", "--config", "examples/base.toml", *example_overrides(example_data, two))
+    proc = torchrun("train", "--config", "examples/base.toml",
+                    *example_overrides(example_data, two, parallelism=parallelism, **extra))
 
     a, b = run_results(one), run_results(two)
     for stage in ("pretrain", "midtrain"):
         assert losses(two / stage / "metrics.jsonl") == pytest.approx(losses(one / stage / "metrics.jsonl"), rel=1e-5)
         ea, eb = a["evals"][stage], b["evals"][stage]
-        assert eb["heldout_loss"] == pytest.approx(ea["heldout_loss"], rel=1e-6)
-        assert eb["task_loss"] == pytest.approx(ea["task_loss"], rel=1e-6)
+        assert eb["heldout_loss"] == pytest.approx(ea["heldout_loss"], rel=1e-5)
+        assert eb["task_loss"] == pytest.approx(ea["task_loss"], rel=1e-5)
+    during = [[r for r in read_metrics(d / "pretrain" / "metrics.jsonl") if "eval_heldout_loss" in r] for d in (one, two)]
+    assert [r["step"] for r in during[1]] == [r["step"] for r in during[0]] == [1]
+    assert during[1][0]["eval_heldout_loss"] == pytest.approx(during[0][0]["eval_heldout_loss"], rel=1e-5)
+    assert during[1][0]["eval_task_loss"] == pytest.approx(during[0][0]["eval_task_loss"], rel=1e-5)
     sft_a = read_metrics(one / "sft-gsm8k" / "metrics.jsonl")
     sft_b = read_metrics(two / "sft-gsm8k" / "metrics.jsonl")
     assert [r["step"] for r in sft_b] == [r["step"] for r in sft_a] == [0, 1, 2, 3]  # 21 examples: 8, 8, 5 a step
@@ -153,7 +162,8 @@ def test_two_rank_stage_example_equals_one_rank(example_data, tmp_path):
     assert proc.stderr.count("[base] stage pretrain (pretrain) on mix base") == 1
     assert proc.stderr.count("[base] sft gsm8k: validation loss") == 1
     assert proc.stdout.count("gsm8k: SFT validation loss") == 1
-    assert read_meta(latest_checkpoint(two / "midtrain"))["world_size"] == 2
+    final = latest_checkpoint(two / "midtrain")
+    assert read_meta(final)["world_size"] == 2 and is_dcp_checkpoint(final) == (parallelism == "fsdp")
 
 
 # -- sharded evaluations ------------------------------------------------------------------------------
