@@ -37,6 +37,7 @@ import torch
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from trainer.dcp_files import has_dcp_state, read_dcp_weights
 from trainer.hf import from_hf
 from trainer.run_dir import checkpoints_dir, step_dir
 
@@ -50,9 +51,7 @@ IDENTITY_KEYS = ("seed", "precision", "micro_batch", "grad_accum", "init_from", 
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a complete checkpoint of ours (not a Hugging Face directory, not a half one);
     an FSDP run's sharded checkpoint (``trainer.distributed_checkpoint``) is one too."""
-    from trainer.distributed_checkpoint import is_dcp_checkpoint
-
-    return (Path(path) / META_FILE).exists() and ((Path(path) / STATE_FILE).exists() or is_dcp_checkpoint(path))
+    return (Path(path) / META_FILE).exists() and ((Path(path) / STATE_FILE).exists() or has_dcp_state(path))
 
 
 def list_checkpoints(out_dir: str | Path) -> list[Path]:
@@ -173,10 +172,8 @@ def load_state(path: Path, device: torch.device) -> dict[str, Any]:
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Model weights (only) from a checkpoint of ours (sharded ones too) or a Hugging Face GPT-NeoX directory."""
-    from trainer import distributed_checkpoint
-
-    if distributed_checkpoint.is_dcp_checkpoint(path):
-        distributed_checkpoint.load_weights(model, path)
+    if (Path(path) / META_FILE).exists() and has_dcp_state(path):
+        read_dcp_weights(model, path)
         return
     if is_checkpoint(path):
         state = load_state(Path(path), torch.device("cpu"))

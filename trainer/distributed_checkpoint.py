@@ -15,24 +15,20 @@ slice of which tensor they hold. The checkpoint folder (same name and ``meta.jso
 State dicts come from ``torch.distributed.checkpoint.state_dict.get_state_dict``: parameter
 names as keys for the model and for the optimizer's state (not the positional ids of
 ``Optimizer.state_dict``), so a checkpoint saved by N ranks loads into M ranks, or into an
-unsharded model in one process (``load_weights``: ``trainer export``, evaluations, SFT,
-``init_from``). Written under a temporary name and renamed into place by rank 0 after every
+unsharded model in one process (``trainer.dcp_files.read_dcp_weights``, through
+``trainer.checkpoint.load_weights``: ``trainer export``, evaluations, SFT, ``init_from``). Written under a temporary name and renamed into place by rank 0 after every
 rank has written (a barrier), so a killed run leaves no half checkpoint under the real name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -43,29 +39,17 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from mixkit import atomic
-from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
+from trainer.dcp_files import DCP_DIR, has_dcp_state, reading, single_process_dcp
 from trainer.distributed import barrier, is_distributed
 from trainer.run_dir import step_dir
 
-DCP_DIR = "dcp"
 EXTRA_FILE = "extra.pt"
 
 
 def is_dcp_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a complete DCP checkpoint (meta.json and DCP's index)."""
-    return (Path(path) / ckpt.META_FILE).exists() and (Path(path) / DCP_DIR / ".metadata").exists()
-
-
-@contextlib.contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """DCP's failures to read as one clear error; its notice that it runs in one process, hushed."""
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            yield
-    except (OSError, RuntimeError, ValueError, CheckpointException) as e:
-        raise MixkitError(f"{path}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
+    return (Path(path) / ckpt.META_FILE).exists() and has_dcp_state(path)
 
 
 def _is_rank0() -> bool:
@@ -88,8 +72,7 @@ def save_sharded_checkpoint(out_dir: str | Path, step: int, *, model: torch.nn.M
         state: dict[str, Any] = {"model": model_state, "optimizer": optim_state}
     else:
         state = {"model": get_model_state_dict(model)}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+    with single_process_dcp():
         dcp.save(state, checkpoint_id=tmp / DCP_DIR, no_dist=not is_distributed())
     barrier()
     if _is_rank0():
@@ -125,13 +108,13 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
         no_dist = not is_distributed()
         if optimizer is None:
             model_state = get_model_state_dict(model)
-            with _reading(path):
+            with reading(path):
                 dcp.load({"model": model_state}, checkpoint_id=path / DCP_DIR, no_dist=no_dist)
             set_model_state_dict(model, model_state)
             return
         model_state, optim_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optimizer": optim_state}
-        with _reading(path):
+        with reading(path):
             dcp.load(state, checkpoint_id=path / DCP_DIR, no_dist=no_dist)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         extra = torch.load(path / EXTRA_FILE, map_location="cpu", weights_only=False)
@@ -157,12 +140,3 @@ def _named_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimi
     order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
     return {"state": {order[i]: s for i, s in state["state"].items()},
             "param_groups": [{**g, "params": [order[i] for i in g["params"]]} for g in state["param_groups"]]}
-
-
-def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """The weights of a DCP checkpoint into an unsharded model, in this process alone (any
-    world size saved it)."""
-    state = model.state_dict()
-    with _reading(Path(path)):
-        dcp.load({"model": state}, checkpoint_id=Path(path) / DCP_DIR, no_dist=True)
-    model.load_state_dict(state)

@@ -32,8 +32,8 @@ from mixkit.mix.stream import MixStream
 from mixkit.store import TokenStore
 from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
+from trainer.dcp_files import DCP_DIR
 from trainer.distributed import barrier, dist_env, process_group
-from trainer.distributed_checkpoint import DCP_DIR
 from trainer.evaluate import heldout_loss, task_loss
 from trainer.hf import write_hf_files
 from trainer.model import GPTNeoX
