@@ -227,8 +227,9 @@ def test_fsdp_equals_ddp_and_its_checkpoint_resumes_on_one_rank_and_exports(tmp_
     process to the same losses; its final weights export to a Hugging Face folder."""
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
     torchrun("train", *single_mix_args(ddp))
-    torchrun("train", *single_mix_args(fsdp, parallelism="fsdp", stop_step=3))
-    torchrun("train", "--resume", *single_mix_args(fsdp, parallelism="fsdp"))
+    # micro_batch 1: two micro-batches a rank, the gradients reduce-scattered on the second only
+    torchrun("train", *single_mix_args(fsdp, parallelism="fsdp", stop_step=3, micro_batch=1))
+    torchrun("train", "--resume", *single_mix_args(fsdp, parallelism="fsdp", micro_batch=1))
     assert losses(fsdp) == pytest.approx(losses(ddp), rel=1e-5)
     final = latest_checkpoint(fsdp)
     assert is_dcp_checkpoint(final) and is_checkpoint(final) and read_meta(final)["weights_only"]
