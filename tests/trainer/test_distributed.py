@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cli.train_cmds import train as train_cmd
 from mixkit.errors import MixkitError
@@ -61,6 +63,17 @@ def test_derived_accumulation_covers_the_global_batch(global_batch, world, micro
     assert local % accum == 0 and local // accum <= micro
     # no larger micro-batch within the bound would divide the rank's rows
     assert all(local % m for m in range(local // accum + 1, min(micro, local) + 1))
+
+
+@given(st.integers(1, 8), st.integers(1, 32), st.integers(1, 40))
+def test_derived_micro_batch_is_the_largest_fitting_divisor(world, per_rank, micro):
+    """Property: accum × micro = the rank's rows, micro <= micro_batch, and no larger divisor fits."""
+    accum = plan_accumulation(world * per_rank, world, micro, 0)
+    size = per_rank // accum
+    assert size * accum == per_rank and size <= micro
+    assert size == max(d for d in range(1, per_rank + 1) if per_rank % d == 0 and d <= micro)
+    # the explicit form of the same plan is accepted
+    assert plan_accumulation(world * per_rank, world, size, accum) == accum
 
 
 def test_the_example_batch_splits_over_two_ranks_without_lowering_micro_batch():
