@@ -113,7 +113,8 @@ def example_overrides(data: Path, out: Path, **extra) -> list[str]:
     table = {"data_dir": str(data), "out_dir": str(out), "model.d_model": 32, "model.n_head": 2, "model.max_seq_len": 64,
              "heldout_docs": 6, "eval_batch": 3, "keep_steps": [4], "checkpoint_interval": 4,
              "stages.pretrain.until": 4, "stages.sft.seq_len": 64, "stages.sft.max_steps": 0, "stages.sft.eval_batch": 4,
-             "tasks.gsm8k.max_examples": 21, "tasks.gsm8k.val_size": 10, "logging.tensorboard": False, **extra}
+             "tasks.gsm8k.max_examples": 21, "tasks.gsm8k.val_size": 10, "logging.tensorboard": False,
+             "device": "cpu", **extra}
     return sets(table)
 
 
@@ -230,7 +231,8 @@ def test_sharded_evaluations_equal_one_process(tmp_path, world):
 
 def single_mix_args(out: Path, **extra) -> list[str]:
     table = {"mix": "python:tests.support:tiny_stream", "out_dir": str(out), "steps": 6, "micro_batch": 2,
-             "model.name": "tiny", "optim.lr": 3e-3, "checkpoint_interval": 3, "logging.tensorboard": False, **extra}
+             "model.name": "tiny", "optim.lr": 3e-3, "checkpoint_interval": 3, "logging.tensorboard": False,
+             "device": "cpu", **extra}
     return sets(table)
 
 
@@ -252,7 +254,7 @@ def test_fsdp_equals_ddp_and_its_checkpoint_resumes_on_one_rank_and_exports(tmp_
     half = tmp_path / "half"
     torchrun("train", *single_mix_args(half, parallelism="fsdp", stop_step=3))
     assert [p.name for p in list_checkpoints(half)] == ["step_00000003"] and not read_meta(latest_checkpoint(half))["weights_only"]
-    cfg = make_cfg(half, steps=6, micro_batch=2, checkpoint_interval=3, parallelism="fsdp", **{"logging.tensorboard": False})
+    cfg = make_cfg(half, device="cpu", steps=6, micro_batch=2, checkpoint_interval=3, parallelism="fsdp", **{"logging.tensorboard": False})
     result = train(cfg, resume=True)
     assert result.start_step == 3
     assert losses(half)[3:] == pytest.approx(losses(ddp)[3:], rel=1e-5)
@@ -269,9 +271,9 @@ def test_fsdp_equals_ddp_and_its_checkpoint_resumes_on_one_rank_and_exports(tmp_
 def test_fsdp_continues_a_ddp_checkpoint(tmp_path):
     """A state.pt checkpoint (DDP or one process) loads into FSDP shards, optimizer state included."""
     one = tmp_path / "one"
-    train(make_cfg(one, steps=6, checkpoint_interval=3, stop_step=3, **{"logging.tensorboard": False}))
+    train(make_cfg(one, device="cpu", steps=6, checkpoint_interval=3, stop_step=3, **{"logging.tensorboard": False}))
     reference = tmp_path / "reference"
-    train(make_cfg(reference, steps=6, checkpoint_interval=3, **{"logging.tensorboard": False}))
+    train(make_cfg(reference, device="cpu", steps=6, checkpoint_interval=3, **{"logging.tensorboard": False}))
     torchrun("train", "--resume", *single_mix_args(one, parallelism="fsdp"))
     assert losses(one) == pytest.approx(losses(reference), rel=1e-5)
 
@@ -280,23 +282,23 @@ def test_single_process_fsdp_writes_a_dcp_checkpoint_that_resumes_exactly(tmp_pa
     """World size 1 with parallelism = fsdp: nothing to shard, but the checkpoints are DCP ones."""
     out, reference = tmp_path / "run", tmp_path / "reference"
     quiet = {"logging.tensorboard": False}
-    train(make_cfg(out, steps=6, checkpoint_interval=3, stop_step=3, parallelism="fsdp", **quiet))
+    train(make_cfg(out, device="cpu", steps=6, checkpoint_interval=3, stop_step=3, parallelism="fsdp", **quiet))
     assert is_dcp_checkpoint(latest_checkpoint(out))
-    train(make_cfg(out, steps=6, checkpoint_interval=3, parallelism="fsdp", **quiet), resume=True)
-    train(make_cfg(reference, steps=6, checkpoint_interval=3, **quiet))
+    train(make_cfg(out, device="cpu", steps=6, checkpoint_interval=3, parallelism="fsdp", **quiet), resume=True)
+    train(make_cfg(reference, device="cpu", steps=6, checkpoint_interval=3, **quiet))
     assert losses(out) == losses(reference)
 
 
 def test_unreadable_sharded_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "run"
-    train(make_cfg(out, steps=6, checkpoint_interval=3, stop_step=3, parallelism="fsdp", **{"logging.tensorboard": False}))
+    train(make_cfg(out, device="cpu", steps=6, checkpoint_interval=3, stop_step=3, parallelism="fsdp", **{"logging.tensorboard": False}))
     for shard in (latest_checkpoint(out) / "dcp").glob("*.distcp"):
         shard.write_bytes(b"")
     with pytest.raises(MixkitError, match="unreadable sharded checkpoint"):
-        train(make_cfg(out, steps=6, checkpoint_interval=3, parallelism="fsdp"), resume=True)
+        train(make_cfg(out, device="cpu", steps=6, checkpoint_interval=3, parallelism="fsdp"), resume=True)
 
 
 def test_parallelism_is_checked(tmp_path):
     with pytest.raises(MixkitError, match="parallelism"):
-        make_cfg(tmp_path, parallelism="tp")
+        make_cfg(tmp_path, device="cpu", parallelism="tp")
     assert os.environ.get("WORLD_SIZE") is None
