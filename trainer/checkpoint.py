@@ -30,6 +30,10 @@ saving: batches are read from the mix stream by step.
 A checkpoint at the end of the LR schedule is written weights-only (``full = False``):
 nothing can continue training it, and the optimizer state would triple its size.
 
+An FSDP run writes its checkpoints through ``torch.distributed.checkpoint`` instead
+(``dcp/`` in place of ``state.pt``; ``trainer.distributed_checkpoint``); ``is_checkpoint``
+and ``load_weights`` take both.
+
 Resuming refuses a checkpoint whose model, optimizer, schedule, seed, precision or mix
 differ from the current config (they would not continue the same run).
 """
@@ -53,6 +57,7 @@ from safetensors.torch import save_file
 
 from mixkit import atomic
 from mixkit.errors import MixkitError
+from trainer.dcp_files import has_dcp_state, read_dcp_weights
 from trainer.hf import from_hf
 from trainer.run_dir import checkpoints_dir, step_dir
 
@@ -71,9 +76,10 @@ class CheckpointDamaged(MixkitError):
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a complete checkpoint of ours (not a Hugging Face directory, not a half one)."""
+    """Whether ``path`` is a complete checkpoint of ours (not a Hugging Face directory, not a half one);
+    an FSDP run's sharded checkpoint (``trainer.distributed_checkpoint``) is one too."""
     p = Path(path)
-    return (p / META_FILE).is_file() and ((p / MODEL_FILE).is_file() or (p / STATE_FILE).is_file())
+    return (p / META_FILE).is_file() and ((p / MODEL_FILE).is_file() or (p / STATE_FILE).is_file() or has_dcp_state(p))
 
 
 def _step_of(path: Path) -> int | None:
@@ -132,10 +138,11 @@ def meta_digest(meta: dict[str, Any]) -> str:
 # -- the training state as safetensors + JSON -------------------------------------------------------
 
 
-def _flatten_train_state(optimizer: torch.optim.Optimizer, scheduler: Any,
+def _flatten_train_state(optimizer: torch.optim.Optimizer | None, scheduler: Any,
                          rng: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The optimizer, scheduler and RNG state as (tensors, JSON): the layout in the module docstring."""
-    opt = optimizer.state_dict()
+    """The optimizer, scheduler and RNG state as (tensors, JSON): the layout in the module docstring.
+    ``optimizer`` None: the schedule and RNG only (an FSDP checkpoint keeps its optimizer in DCP's shards)."""
+    opt = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": []}
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for param, entry in opt["state"].items():
@@ -197,6 +204,29 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: d
     return file_sha256(path)
 
 
+def write_schedule_state(path: Path, scheduler: Any) -> str:
+    """The LR schedule and RNG state alone, as ``train_state.safetensors`` lays them out (no optimizer);
+    returns the file's sha256. What an FSDP checkpoint keeps beside DCP's shards."""
+    tensors, state = _flatten_train_state(None, scheduler, rng_state())
+    return _write_safetensors(path, tensors, {"state": json.dumps(state)})
+
+
+def read_schedule_state(path: Path) -> dict[str, Any]:
+    """``{scheduler, rng}`` from ``write_schedule_state``'s file, refused in one line when it is not one."""
+    tensors, metadata = _read_safetensors(path)
+    try:
+        unflat = _unflatten_train_state(tensors, json.loads(metadata["state"]))
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        raise MixkitError(f"{path}: not a schedule state of ours ({type(e).__name__}: {e})") from None
+    return {"scheduler": unflat["scheduler"], "rng": unflat["rng"]}
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """``folder/meta.json`` with its own ``meta_sha256`` (``meta["files"]``: each file's sha256)."""
+    record = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    atomic.write_json(folder / META_FILE, {**record, "meta_sha256": meta_digest(record)})
+
+
 def save_checkpoint(
     out_dir: str | Path,
     step: int,
@@ -221,9 +251,7 @@ def save_checkpoint(
             tensors, state = _flatten_train_state(optimizer, scheduler, rng_state())
             files[TRAIN_STATE_FILE] = _write_safetensors(tmp / TRAIN_STATE_FILE, tensors,
                                                          {"state": json.dumps(state, sort_keys=True)})
-        record = {**meta, "step": step, "weights_only": not full, "format": FORMAT, "files": files}
-        record.pop("meta_sha256", None)
-        atomic.write_json(tmp / META_FILE, {**record, "meta_sha256": meta_digest(record)})
+        write_meta(tmp, {**meta, "step": step, "weights_only": not full, "format": FORMAT, "files": files})
     # Newer checkpoints than this one exist only when a resume passed over damaged ones: they are
     # not counted (the run replaces each when it gets there).
     for old in [p for p in list_checkpoints(out_dir) if _step_of(p) <= step][:-keep]:
@@ -280,7 +308,10 @@ def verify_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) ->
     for key, kind in (("step", int), ("model_config", dict), ("config", dict)):
         if not isinstance(meta.get(key), kind):
             raise CheckpointDamaged(f"{path / META_FILE}: damaged (no {key!r})")
-    needed = [MODEL_FILE] if weights_only or is_weights_only(meta) else [MODEL_FILE, TRAIN_STATE_FILE]
+    if meta.get("format") == "dcp":  # an FSDP run's: every shard file and the schedule state (trainer.distributed_checkpoint)
+        needed = sorted(files)
+    else:
+        needed = [MODEL_FILE] if weights_only or is_weights_only(meta) else [MODEL_FILE, TRAIN_STATE_FILE]
     for name in needed:
         if name not in files:
             raise CheckpointDamaged(f"{path / META_FILE}: damaged (no sha256 of {name})")
@@ -419,6 +450,11 @@ def load_training_state(optimizer: torch.optim.Optimizer, scheduler: Any, state:
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, *, verify: bool = True) -> None:
     """Model weights (only) from a checkpoint of ours (verified first, unless the caller just did with
     ``verify_checkpoint``) or a Hugging Face GPT-NeoX directory."""
+    if (Path(path) / META_FILE).exists() and has_dcp_state(path):
+        if verify:
+            verify_checkpoint(path, weights_only=True)
+        read_dcp_weights(model, path)
+        return
     if is_checkpoint(path):
         path = Path(path)
         _refuse_legacy(path)

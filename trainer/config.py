@@ -8,8 +8,12 @@ Layout (every key optional except ``mix`` and ``out_dir``)::
     out_dir = "runs/midtrain"
     steps = 0                   # 0 = the stream's num_steps
     seed = 1234
-    micro_batch = 8             # rows per forward pass on each rank
-    grad_accum = 0              # 0 = derived: global_batch / (world_size · micro_batch)
+    micro_batch = 8             # the most rows one forward pass takes on a rank (a memory bound)
+    grad_accum = 0              # 0 = derived from the mix's global batch and the world size:
+                                # per rank global_batch / world_size rows, in micro-batches of the
+                                # largest divisor of that which is <= micro_batch
+    parallelism = "ddp"         # ddp (replicated model) | fsdp (FSDP2: sharded model, gradients and
+                                # AdamW state; checkpoints through torch.distributed.checkpoint)
     precision = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile = false             # torch.compile the model
     device = "auto"             # auto | cpu | cuda
@@ -83,6 +87,7 @@ from trainer.optim import OptimConfig
 from trainer.train_log import LoggingConfig
 
 Precision = Literal["auto", "fp32", "bf16"]
+Parallelism = Literal["ddp", "fsdp"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -128,6 +133,7 @@ class TrainConfig:
     seed: int = 1234
     micro_batch: int = 8
     grad_accum: int = 0
+    parallelism: Parallelism = "ddp"
     precision: Precision = "auto"
     compile: bool = False
     device: Device = "auto"

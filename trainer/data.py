@@ -97,20 +97,29 @@ def micro_batches(stream: Any, step: int, rank: int, world_size: int, grad_accum
 
 
 def plan_accumulation(global_batch: int, world_size: int, micro_batch: int, grad_accum: int) -> int:
-    """The number of micro-batches per rank and step; ``grad_accum = 0`` derives it."""
+    """The number of micro-batches per rank and step.
+
+    Each rank takes ``local = global_batch / world_size`` rows of every step. With
+    ``grad_accum = 0`` (derived) ``micro_batch`` is the most rows one forward pass takes:
+    the micro-batch is the largest divisor of ``local`` that is ``<= micro_batch`` and
+    ``grad_accum = local / micro``; so ``micro_batch = 8`` runs a global batch of 8 as 1 × 8
+    rows on one process and 1 × 4 rows on each of two. A ``grad_accum`` given must satisfy
+    ``micro_batch × grad_accum × world_size = global_batch`` exactly.
+    """
     if global_batch % world_size:
-        raise MixkitError(f"the mix's global batch {global_batch} does not split over {world_size} processes")
+        raise MixkitError(
+            f"the mix's global batch {global_batch} does not split over {world_size} processes "
+            f"({global_batch} / {world_size} = {global_batch / world_size:g} rows each): launch a world size "
+            f"that divides {global_batch}, or build the mix with a --global-batch that {world_size} divides"
+        )
     local = global_batch // world_size
     if grad_accum == 0:
-        if local % micro_batch:
-            raise MixkitError(
-                f"micro_batch {micro_batch} does not divide the per-process batch {local} "
-                f"(global batch {global_batch} / world size {world_size})"
-            )
-        return local // micro_batch
-    if micro_batch * grad_accum != local:
+        micro = max(d for d in range(1, min(micro_batch, local) + 1) if local % d == 0)
+        return local // micro
+    if micro_batch * grad_accum * world_size != global_batch:
         raise MixkitError(
-            f"micro_batch {micro_batch} × grad_accum {grad_accum} × world size {world_size} must equal "
-            f"the mix's global batch {global_batch}"
+            f"micro_batch {micro_batch} × grad_accum {grad_accum} × world size {world_size} = "
+            f"{micro_batch * grad_accum * world_size}, but the mix's global batch is {global_batch} "
+            f"(set grad_accum = 0 to derive it: {local} rows per process)"
         )
     return grad_accum

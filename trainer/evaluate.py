@@ -13,6 +13,12 @@ of ``seq_len + 1`` tokens, each window scored on its own (a document's first tok
 has no context and is never a target). The paper measured forgetting on 1,000
 held-out C4 documents; ``max_docs`` takes the first N of the held-out store, the same
 documents for every run.
+
+Under ``torchrun`` both are sharded: the batches are dealt to the ranks round-robin (batch
+``i`` to rank ``i mod world``), each rank sums the NLL and counts the scored tokens of its
+own, and one ``all_reduce`` adds the two sums, so every rank returns
+``Σ NLL / Σ tokens`` over all batches: the number one process computes, up to float
+summation order. Every rank must call them together.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer.distributed import all_reduce_sum, strided_share
 from trainer.sft_data import IGNORE_INDEX, SFTSet, collate
 
 
@@ -55,6 +62,8 @@ def _mean_loss(model: torch.nn.Module, batches, device: torch.device, autocast: 
             count += n
     finally:
         model.train(was_training)
+    sums = all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
+    total, count = float(sums[0]), int(sums[1])
     return total / count if count else float("nan")
 
 
@@ -62,7 +71,8 @@ def task_loss(model: torch.nn.Module, data: SFTSet, batch_size: int, device: tor
               autocast: Any = None) -> float:
     """Mean answer-token loss over a task's examples (validation loss of the paper's tables)."""
     order = np.arange(len(data))
-    batches = (collate(data, order[i : i + batch_size], pad_id) for i in range(0, len(data), batch_size))
+    starts = range(0, len(data), batch_size)
+    batches = (collate(data, order[starts[i] : starts[i] + batch_size], pad_id) for i in strided_share(len(starts)))
     return _mean_loss(model, batches, device, autocast)
 
 
@@ -78,8 +88,10 @@ def heldout_windows(store: Any, seq_len: int, max_docs: int | None = None) -> li
 
 
 def _window_batches(windows: list[np.ndarray], batch_size: int, pad_id: int):
-    for i in range(0, len(windows), batch_size):
-        rows = windows[i : i + batch_size]
+    """This rank's batches of ``batch_size`` windows, padded to the longest (labels -100 past it)."""
+    starts = range(0, len(windows), batch_size)
+    for b in strided_share(len(starts)):
+        rows = windows[starts[b] : starts[b] + batch_size]
         width = max(len(r) for r in rows) - 1
         inputs = np.full((len(rows), width), pad_id, dtype=np.int64)
         labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)

@@ -9,6 +9,16 @@ take no part.
 The schedule is ``constant`` (after a linear warmup) or ``cosine`` (warmup, then
 cosine to ``min_lr``). The last, partial batch of an epoch is kept, never dropped:
 small task sets have few examples to spare.
+
+Data-parallel under ``torchrun``: the examples of a step are the same whatever the world
+size; each rank takes its contiguous share of them (``trainer.distributed.rank_share``),
+the answer-token count of the whole step is summed over the ranks first, each rank
+back-propagates ``Σ_its NLL / N_step``, and the gradients are summed over the ranks
+(``sum_gradients``, DDP's all-reduce done by hand: a rank's share may be one micro-batch
+shorter, or empty, in the last partial batch of an epoch). Every rank then takes the same
+AdamW step on the same gradient, so the replicas stay equal and the losses are those of
+one process up to float summation order. The evaluations are sharded
+(``trainer.evaluate``).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import torch
 from mixkit.config import invalid
 from mixkit.errors import MixkitError
 from trainer.config import require_non_negative, require_positive
+from trainer.distributed import all_reduce_sum, rank_share, sum_gradients
 from trainer.evaluate import heldout_loss, masked_nll, task_loss
 from trainer.optim import lr_at, param_groups
 from trainer.sft_data import SFTSet, collate, epoch_order
@@ -117,8 +128,10 @@ def finetune(
         lr = cfg.lr_at(step, total)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        micro = [collate(train_set, idx[i : i + cfg.micro_batch], pad_id) for i in range(0, len(idx), cfg.micro_batch)]
-        n_tokens = sum(int((labels != -100).sum()) for _, labels in micro)
+        mine = idx[rank_share(len(idx))]
+        micro = [collate(train_set, mine[i : i + cfg.micro_batch], pad_id) for i in range(0, len(mine), cfg.micro_batch)]
+        n_local = sum(int((labels != -100).sum()) for _, labels in micro)
+        n_tokens = int(all_reduce_sum(torch.tensor([n_local], dtype=torch.int64, device=device)).item())
         total_nll = 0.0
         for inputs, labels in micro:
             x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(labels).to(device)
@@ -129,6 +142,8 @@ def finetune(
                 s, _ = masked_nll(model, x, y)
             (s / max(1, n_tokens)).backward()
             total_nll += float(s.detach().double().item())
+        sum_gradients(model)
+        total_nll = float(all_reduce_sum(torch.tensor([total_nll], dtype=torch.float64, device=device)).item())
         loss = total_nll / max(1, n_tokens)
         if not math.isfinite(loss):
             raise MixkitError(f"sft {task}: non-finite loss at step {step} (lower the sft lr)")

@@ -10,6 +10,12 @@ Hugging Face folder's ``config.json`` + ``model.safetensors``, which ``trainer e
 completes with the tokenizer.
 ``RUN/results.json`` is rewritten (atomically) after every stage, evaluation and task; a
 stage evaluation or SFT task whose ``content_key`` is already recorded is not run again.
+
+Under ``torchrun`` every rank runs the same stages in one process group
+(``trainer.distributed.process_group``): training is data-parallel (DDP or FSDP, per
+``parallelism``), SFT data-parallel (``trainer.sft``) and the evaluations sharded and summed
+(``trainer.evaluate``), so every rank holds the same results; rank 0 alone prints and writes
+``run.json``, ``results.json``, the metrics and the SFT weights.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from mixkit.store import TokenStore
 from mixkit.tokenize import load_tokenizer
 from trainer import checkpoint as ckpt
 from trainer.data import check_stream
+from trainer.dcp_files import DCP_DIR
+from trainer.distributed import barrier, dist_env, process_group
 from trainer.evaluate import heldout_loss, task_loss
 from trainer.hf import write_hf_files
 from trainer.model import GPTNeoX
@@ -66,7 +74,8 @@ class StageRunner:
         self.run_dir = Path(cfg.out_dir)
         self.branch_from = branch_from
         self.log = log
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, dist_env()[2])
+        self.is_main = is_main_process()
         precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else contextlib.nullcontext())
@@ -117,14 +126,22 @@ class StageRunner:
     def run(self) -> dict[str, Any]:
         """Every stage, holding the run folder's write lock (rank 0, the one writing it)."""
         self.check_inputs()
-        with lock_run_dir(self.run_dir) if is_main_process() else contextlib.nullcontext():
-            return self._run()
+        with lock_run_dir(self.run_dir) if self.is_main else contextlib.nullcontext():
+            with process_group(self.device):
+                results = self._run()
+                barrier()  # no rank leaves before rank 0 has written the results
+            return results
+
+    def save_results(self, results: dict[str, Any]) -> None:
+        if self.is_main:
+            write_results(self.run_dir, results)
 
     def _run(self) -> dict[str, Any]:
-        if is_main_process():
+        if self.is_main:
             remove_interrupted_writes(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_run_config(self.run_dir, self.cfg.source)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_run_config(self.run_dir, self.cfg.source)
+        barrier()
         results = resume_results(self.run_dir, self.cfg.name)
         heldout = self.heldout()
         results["heldout"] = {"store": heldout.name, "documents": min(self.cfg.heldout_docs, len(heldout))} if heldout else None
@@ -165,7 +182,7 @@ class StageRunner:
         if old is not None and result.last_loss is None:
             entry = old  # nothing was trained now: keep what the finished stage recorded
         results["stages"] = [s for s in results["stages"] if s["name"] != stage.name] + [entry]
-        write_results(self.run_dir, results)
+        self.save_results(results)
         return final, int(result.seq_len)
 
     def relative(self, path: str) -> str:
@@ -200,7 +217,7 @@ class StageRunner:
         ev: dict[str, Any] = {"key": key, "step": ckpt.read_meta(final).get("step")}
         ev.update(self.eval_losses(model, self.cfg.eval_seq_len or seq_len))
         results["evals"][stage.name] = ev
-        write_results(self.run_dir, results)
+        self.save_results(results)
         shown = ([f"held-out {ev['heldout_loss']:.4f}"] if "heldout_loss" in ev else []) + [
             f"{t} {v:.4f}" for t, v in ev["task_loss"].items()]
         if shown:
@@ -223,14 +240,15 @@ class StageRunner:
                 self.log(f"[{self.cfg.name}] sft {task}: {data.truncated_prompt} {split} prompts and "
                          f"{data.truncated_answer} answers truncated to seq_len {sft.seq_len}")
         model = self._load_model(weights)
-        metrics = MetricsLog(metrics_path(out))
+        metrics = MetricsLog(metrics_path(out)) if self.is_main else None
         self.log(f"[{self.cfg.name}] sft {task}: {len(train_set)} train / {len(val_set)} validation examples, "
                  f"{sft.steps_for(len(train_set))} steps")
         logger = TrainLogger(self.cfg.logging, out, total=sft.steps_for(len(train_set)), desc=f"sft {task}",
                              enabled=is_main_process())
 
         def log(record: dict[str, Any]) -> None:
-            metrics.write(record)
+            if metrics is not None:
+                metrics.write(record)
             logger.log(record)
 
         try:
@@ -240,12 +258,13 @@ class StageRunner:
                                autocast=self.autocast)
         finally:
             logger.close()
-            metrics.close()
-        if sft.save_weights and is_main_process():
+            if metrics is not None:
+                metrics.close()
+        if sft.save_weights and self.is_main:
             write_hf_files(model, out)
         summary.update(key=key, dir=out.name, weights=self.relative(weights), val_examples_sha256=val_set.fingerprint())
         results["sft"][task] = summary
-        write_results(self.run_dir, results)
+        self.save_results(results)
         self.log(f"[{self.cfg.name}] sft {task}: validation loss {summary['val_loss']:.4f}"
                  + (f", held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else ""))
 
@@ -256,4 +275,6 @@ def _weights_identity(path: str) -> list[Any]:
         return []
     p = Path(path)
     files = [p / ckpt.STATE_FILE] if (p / ckpt.STATE_FILE).exists() else sorted(p.glob("*.safetensors"))
+    if not files and (p / DCP_DIR).is_dir():  # a sharded checkpoint: its shard files
+        files = sorted((p / DCP_DIR).glob("*.distcp"))
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]

@@ -64,6 +64,7 @@ from mixkit.config import Where, config_keys, from_table, invalid, where_of
 from trainer import checkpoint as ckpt
 from trainer.config import (
     Device,
+    Parallelism,
     Precision,
     TrainConfig,
     read_table,
@@ -168,6 +169,7 @@ class RunConfig:
     device: Device = "auto"
     precision: Precision = "auto"
     compile: bool = False
+    parallelism: Parallelism = "ddp"  # of the pretrain/midtrain stages; SFT is data-parallel either way
     micro_batch: int = 8
     checkpoint_interval: int = 1000
     keep_last: int = 2
@@ -216,7 +218,7 @@ class RunConfig:
         return TrainConfig(
             mix=stage.mix, out_dir=str(out_dir), model=self.model, optim=self.optim,
             data_dir=self.data_dir, seed=self.seed, micro_batch=stage.micro_batch or self.micro_batch,
-            grad_accum=stage.grad_accum, precision=self.precision, compile=self.compile, device=self.device,
+            grad_accum=stage.grad_accum, parallelism=self.parallelism, precision=self.precision, compile=self.compile, device=self.device,
             init_from=stage.init if stage.init and not ckpt.is_checkpoint(stage.init) else "",
             branch_from=branch_from, stop_step=stage.until, checkpoint_interval=self.checkpoint_interval,
             keep_last=self.keep_last, keep_steps=list(self.keep_steps),

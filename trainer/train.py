@@ -12,9 +12,15 @@ One optimizer step at step s:
    every ``checkpoint_interval`` steps (and at the end) save a checkpoint.
 
 Distributed: launched by ``torchrun`` (``WORLD_SIZE > 1``) it joins a process group (NCCL on
-CUDA, gloo on CPU) and wraps the model in DistributedDataParallel; rank 0 writes logs and
-checkpoints. A 2-process run computes the same losses as a 1-process run with the same
-global batch (up to float summation order).
+CUDA, gloo on CPU; ``trainer.distributed``) and, with ``parallelism = "ddp"`` (the default),
+wraps the model in DistributedDataParallel; with ``parallelism = "fsdp"`` it shards model,
+gradients and optimizer state with FSDP2's ``fully_shard`` and checkpoints through
+``torch.distributed.checkpoint`` (``trainer.distributed_checkpoint``: every rank writes its
+shards; loadable at any world size). The rows of a step are the mix's global batch: each rank
+takes ``global_batch / world_size`` of them in micro-batches of at most ``micro_batch`` rows
+(``trainer.data.plan_accumulation``), so the world size changes no number. Rank 0 alone
+prints and writes logs and metrics (and, under DDP, checkpoints). A 2-process run computes
+the same losses as a 1-process run with the same global batch (up to float summation order).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -35,8 +40,10 @@ import torch.distributed as dist
 
 from mixkit.errors import MixkitError
 from trainer import checkpoint as ckpt
+from trainer import distributed_checkpoint as dist_ckpt
 from trainer.config import TrainConfig
 from trainer.data import check_stream, micro_batches, open_stream, plan_accumulation
+from trainer.distributed import dist_env, full_tensor, process_group, shard_model
 from trainer.hf import from_hf, resolve_pretrained
 from trainer.metrics import peak_flops
 from trainer.model import GPTNeoX, ModelConfig
@@ -60,11 +67,6 @@ class TrainResult:
     end_step: int
     last_loss: float | None
     seq_len: int = 0
-
-
-def _dist_env() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
@@ -122,27 +124,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
           evaluate_fn: Any = None) -> TrainResult:
     """Train per ``cfg``; ``stream`` (a MixStream-like object) replaces ``cfg.mix`` when given.
 
-    ``evaluate_fn(model) -> dict`` (rank 0 only), every ``eval_interval`` steps, is logged to
-    ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out and task losses.
+    ``evaluate_fn(model) -> dict``, every ``eval_interval`` steps, is called on every rank (the
+    evaluations are sharded over the ranks; an FSDP run passes an unsharded copy of the model)
+    and rank 0 logs it to ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out
+    and task losses.
 
     Rank 0, which writes ``out_dir``, holds its write lock throughout (``trainer.run_dir.lock_run_dir``):
     a second run into the same folder is refused before anything is read or written, and the
     temporary folders of checkpoint saves that a kill interrupted are removed.
     """
-    world, rank, local_rank = _dist_env()
+    world, rank, local_rank = dist_env()
     if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
         raise MixkitError(f"out_dir {cfg.out_dir} is a file, not a folder")
+    device = resolve_device(cfg.device, local_rank)
     with lock_run_dir(cfg.out_dir) if rank == 0 else contextlib.nullcontext():
         if rank == 0:
             remove_interrupted_writes(cfg.out_dir)
-        device = resolve_device(cfg.device, local_rank)
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        try:
+        with process_group(device):
             return _train(cfg, resume, stream, eval_stream, world, rank, device, evaluate_fn)
-        finally:
-            if world > 1 and dist.is_initialized():
-                dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world: int, rank: int,
@@ -168,6 +167,9 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     # -- model, optimizer, schedule -------------------------------------------------------------------
     _seed_everything(cfg.seed)
     model = _build_model(cfg).to(device)
+    sharded = cfg.parallelism == "fsdp" and world > 1
+    if sharded:
+        shard_model(model)  # before the optimizer: it must hold the sharded parameters
     optimizer = make_optimizer(model, cfg.optim)
     scheduler = make_scheduler(optimizer, cfg.optim, total_steps)
     out_dir = Path(cfg.out_dir)
@@ -202,18 +204,20 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
         old = ckpt.read_meta(source)
         if latest is not None:
             ckpt.check_compatible(old, meta, latest)
-        state = ckpt.load_state(source, device, verify=False)  # verified above
-        ckpt.load_model_state(model, state["model"], source / ckpt.MODEL_FILE)
         start_step = int(old["step"])
-        if ckpt.is_weights_only(old):
+        if ckpt.is_weights_only(old) and start_step < stop:
             # written at the end of the schedule: there is nothing left to train
-            if start_step < stop:
-                raise MixkitError(f"{source} holds the weights only: it cannot be continued to step {stop}")
+            raise MixkitError(f"{source} holds the weights only: it cannot be continued to step {stop}")
+        if sharded or dist_ckpt.is_dcp_checkpoint(source):
+            dist_ckpt.load_training_state(source, model, None if ckpt.is_weights_only(old) else optimizer, scheduler)
         else:
-            ckpt.load_training_state(optimizer, scheduler, state, source / ckpt.TRAIN_STATE_FILE)
+            state = ckpt.load_state(source, device, verify=False)  # verified above
+            ckpt.load_model_state(model, state["model"], source / ckpt.MODEL_FILE)
+            if not ckpt.is_weights_only(old):
+                ckpt.load_training_state(optimizer, scheduler, state, source / ckpt.TRAIN_STATE_FILE)
 
     train_model: torch.nn.Module = model
-    if world > 1:
+    if world > 1 and not sharded:
         ids = [device.index] if device.type == "cuda" else None
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if cfg.compile:
@@ -246,7 +250,9 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
             mbs = micro_batches(stream, step, rank, world, grad_accum, device)
             for i, mb in enumerate(mbs):
                 sync = world == 1 or i == grad_accum - 1
-                with (contextlib.nullcontext() if sync else train_model.no_sync()), autocast:
+                if sharded:  # FSDP: reduce-scatter the gradients on the last micro-batch only
+                    model.set_requires_gradient_sync(sync)
+                with (contextlib.nullcontext() if sync or sharded else train_model.no_sync()), autocast:
                     loss, per_token = train_model(mb.inputs, mb.targets)
                 (loss / grad_accum).backward()
                 stats[0] += loss.detach().double() / grad_accum
@@ -260,7 +266,7 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
                 where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
                 raise MixkitError(f"non-finite loss ({step_loss}) at step {step}: training stopped; {where} "
                                   f"(lower optim.lr or check the data)")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip).item())
+            grad_norm = float(full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)).item())
             if not math.isfinite(grad_norm):
                 where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written"
                 raise MixkitError(f"non-finite gradient norm at step {step} (loss {step_loss:.4f}): training stopped; "
@@ -288,20 +294,22 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
                 if is_main:
                     emit({"step": step, "eval_loss": eval_loss})
             if evaluate_fn is not None and cfg.eval_interval and done % cfg.eval_interval == 0 and done < stop:
+                evaluated = evaluate_fn(_unsharded_copy(model) if sharded else model)
                 if is_main:
-                    emit({"step": step, **evaluate_fn(model)})
+                    emit({"step": step, **evaluated})
                 if world > 1:
                     dist.barrier()
             if done % cfg.checkpoint_interval == 0 or done == stop or done in cfg.keep_steps:
-                if is_main:
-                    # At the stop step only the final checkpoint (and keep_steps) stay; at the end of
-                    # the schedule nothing can continue it, so it holds the weights only.
-                    meta["last_batch_sha256"] = _batch_digest(stream, step)
-                    last_saved = ckpt.save_checkpoint(out_dir, done, model=model, optimizer=optimizer,
-                                                      scheduler=scheduler, meta=meta,
-                                                      keep=1 if done == stop else cfg.keep_last,
-                                                      keep_steps=cfg.keep_steps,
-                                                      full=done < total_steps or done in cfg.keep_steps)
+                # At the stop step only the final checkpoint (and keep_steps) stay; at the end of
+                # the schedule nothing can continue it, so it holds the weights only.
+                meta["last_batch_sha256"] = _batch_digest(stream, step)
+                saving = dict(model=model, optimizer=optimizer, scheduler=scheduler, meta=meta,
+                              keep=1 if done == stop else cfg.keep_last, keep_steps=cfg.keep_steps,
+                              full=done < total_steps or done in cfg.keep_steps)
+                if cfg.parallelism == "fsdp":  # every rank writes its shards
+                    last_saved = dist_ckpt.save_sharded_checkpoint(out_dir, done, **saving)
+                elif is_main:
+                    last_saved = ckpt.save_checkpoint(out_dir, done, **saving)
                 if world > 1:
                     dist.barrier()
     finally:
@@ -312,6 +320,17 @@ def _train(cfg: TrainConfig, resume: bool, stream: Any, eval_stream: Any, world:
     if is_main:
         plot_loss(read_metrics(metrics_path(out_dir)), loss_plot_path(out_dir), title=f"{mcfg.n_layer}-layer d{mcfg.d_model} on {stream.fingerprint[:12]}")
     return TrainResult(out_dir, start_step, stop, last_loss, int(stream.seq_len))
+
+
+def _unsharded_copy(model: GPTNeoX) -> GPTNeoX:
+    """An FSDP model's whole weights in a plain model on every rank (a collective): what the
+    stage evaluations run on."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    copy = GPTNeoX(model.cfg, init=False).to(next(iter(state.values())).device)
+    copy.load_state_dict(state)
+    return copy
 
 
 def _batch_digest(stream: Any, step: int) -> str:

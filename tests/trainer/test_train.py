@@ -180,7 +180,6 @@ def test_resume_refuses_checkpoint_of_another_config(tmp_path):
     ({"model.vocab_size": 256}, {}, "model.vocab_size is 256"),
     ({"tokenizer_sha256": "ab" * 32}, {}, "tokenizer sha256"),
     ({"steps": 500}, {}, "only 400 steps"),
-    ({"micro_batch": 3}, {}, "micro_batch 3"),
     ({"grad_accum": 3}, {}, "grad_accum 3"),
     ({"model.max_seq_len": 8}, {}, "max_seq_len"),
 ])
