@@ -6,8 +6,8 @@ import click
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="experiments/NAME.toml")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME).")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="The study config, such as experiments/NAME.toml.")
+@click.option("--out", type=click.Path(file_okay=False), show_default="runs/NAME", help="Output directory.")
 def experiment(config_path, out):
     """Tokenize, measure, mix, pretrain, midtrain, finetune, and write OUT/report.md."""
     from lab.config import load_study

@@ -9,8 +9,8 @@ import click
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="experiments/NAME.toml with a [sweep] table")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME).")
+              help="The study config with a [sweep] table, such as experiments/NAME.toml.")
+@click.option("--out", type=click.Path(file_okay=False), show_default="runs/NAME", help="Output directory.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained at once, each as its own process.")
 @click.option("--gpus", default="", help="Comma-separated GPU ids handed to the jobs in turn (CUDA_VISIBLE_DEVICES).")
