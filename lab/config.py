@@ -10,6 +10,7 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     variant_seeds = 3           # optional: only the first N seeds for the non-baseline variants (budget)
     metric = "js"               # distance for the proximity advantage
     protocol = "all"            # counts: "all" tokens, or "paper" (the authors' 1,000 docs × 512 tokens sampling)
+    prune_checkpoints = false   # true: once every run of a seed has finished, delete its checkpoints (lab.completion)
 
     [corpora]                   # token stores to make: sources (globs; "@samples/" = bundled), preset
     c4 = { sources = ["@samples/c4.jsonl.gz"], preset = "c4", holdout_docs = 100 }
@@ -245,6 +246,7 @@ class StudyConfig:
     tokenizer: TokenizerChoice | None = None  # None: the bundled GPT-NeoX-20B tokenizer
     start_steps: list[int] = field(default_factory=list)  # ascending; an experiment's one S
     start_spec: list[int | float] = field(default_factory=list)  # a sweep's start steps as written
+    prune_checkpoints: bool = False  # delete a seed's checkpoints once all its runs have finished (lab.completion)
 
     @property
     def variant_names(self) -> list[str]:
@@ -265,7 +267,7 @@ class StudyConfig:
         return [v for v in self.variants.values() if v.name != self.baseline]
 
 
-TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
+TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "prune_checkpoints", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
             "optim", "train", "sft", "sweep")
 
 
@@ -329,6 +331,8 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     protocol = coerce(table.get("protocol", "all"), str, top, "protocol")
     if protocol not in PROTOCOLS:
         raise top.error("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+    prune = coerce(table.get("prune_checkpoints", False), bool, top, "prune_checkpoints")
 
     corpora_table = _table(table, "corpora", top)
     corpora = {}
@@ -463,7 +467,8 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
                        sweep=sweep, tokenizer=tokenizer, start_steps=start_steps,
                        tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},
-                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step])
+                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step],
+                       prune_checkpoints=prune)
 
 
 def load_study(path: str | os.PathLike, kind: Literal["experiment", "sweep"] | None = None,
