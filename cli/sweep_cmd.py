@@ -14,7 +14,8 @@ import click
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained at once, each as its own process.")
 @click.option("--gpus", default="", help="Comma-separated GPU ids handed to the jobs in turn (CUDA_VISIBLE_DEVICES).")
-@click.option("--dry-run", is_flag=True, help="Print the plan (variants, kept checkpoints, cost) and stop.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (variants, kept checkpoints, cost) and each corpus's "
+              "token budget, size and expected epochs; download nothing.")
 @click.option("--report-only", is_flag=True, help="Write the report from whatever runs have finished; train nothing.")
 @click.option("--run", "run_name", default="",
               help="Train only this run (needs the stores, mixes and base run): for spreading a grid over machines.")
@@ -31,7 +32,7 @@ def sweep(config_path, out, jobs, gpus, dry_run, report_only, run_name):
     runner = StudyRunner(cfg, out, log=lambda m: click.echo(m, err=True), command=command, config_path=config_path,
                          jobs=jobs, gpus=tuple(g.strip() for g in gpus.split(",") if g.strip()))
     if dry_run:
-        for line in runner.describe_plan():
+        for line in runner.dry_run():
             click.echo(line)
         return
     if run_name:

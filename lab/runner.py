@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lab import completion
+from lab import completion, dryrun
 from lab.config import StudyConfig
 from lab.control import SMOOTHING, cross_entropy, smoothed_unigram, stream_distribution
 from lab.plan import (
@@ -57,7 +57,6 @@ from mixkit.config import field_default, to_table
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
 from mixkit.mix import MixStream, build_mix
-from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
 from mixkit.store import TokenStore, holdout_name
 from mixkit.tokenize import IDENTITY_KEYS, TokenizeConfig, describe_source, load_tokenizer, tokenize
@@ -119,6 +118,11 @@ class StudyRunner:
             lines.append("checkpoints: deleted once every run of a seed has finished (prune_checkpoints)")
         return lines
 
+    def dry_run(self) -> list[str]:
+        """The plan and, per corpus, its token budget, size and expected epochs (``lab.dryrun``): nothing
+        is downloaded, tokenized or trained."""
+        return self.describe_plan() + dryrun.describe(self.cfg, self.plan, self.data_dir)
+
     # -- 1. tokenizer and stores ------------------------------------------------------------------------
 
     def tokenizer_path(self) -> str | None:
@@ -138,13 +142,13 @@ class StudyRunner:
         expanded = [p for c in corpora for p in expand_sources(c.sources)]
         sources = [str(p) for p in expanded]
         key = content_key({"sources": [source_identity(describe_source(i, p)) for i, p in enumerate(expanded)],
-                           "preset": corpora[0].preset,
+                           "preset": corpora[0].preset or corpora[0].text_spec().describe(),
                            "vocab_size": t.vocab_size, "max_docs": t.max_docs, "seed": t.seed})
         path = self.data_dir / f"tokenizer-{key}.json"
         if not path.is_file():
             self.log(f"train tokenizer: vocabulary {t.vocab_size} on {', '.join(t.corpora)}")
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            train_tokenizer(sources, t.vocab_size, path, TextSpec(preset=corpora[0].preset), max_docs=t.max_docs,
+            train_tokenizer(sources, t.vocab_size, path, corpora[0].text_spec(), max_docs=t.max_docs,
                             seed=t.seed, overwrite=True)
         self._tokenizer_path = str(path)
         return self._tokenizer_path
@@ -178,16 +182,21 @@ class StudyRunner:
         wanted = [source_identity(describe_source(i, p)) for i, p in enumerate(expand_sources(corpus.sources))]
         have = [source_identity(s) for s in m.get("sources", [])]
         holdout = (m.get("holdout") or {}).get("documents", 0)
-        return have == wanted and m.get("text") == {"preset": corpus.preset} and holdout == corpus.holdout_docs
+        limit = m.get("limit") or {}
+        return (have == wanted and m.get("text") == corpus.text_spec().describe() and holdout == corpus.holdout_docs
+                and (limit.get("max_docs"), limit.get("max_tokens")) == (corpus.max_docs, corpus.max_tokens))
 
     def tokenize(self) -> None:
         for name, corpus in self.cfg.corpora.items():
             if self._store_is_current(name, corpus):
                 continue
-            self.log(f"tokenize {name}: {len(corpus.sources)} source(s), preset {corpus.preset}")
-            tokenize(TokenizeConfig(corpus.sources, name, TextSpec(preset=corpus.preset), data_dir=str(self.data_dir),
+            text = corpus.text_spec()
+            self.log(f"tokenize {name}: {len(corpus.sources)} source(s), "
+                     + (f"preset {corpus.preset}" if corpus.preset else f"template {corpus.template!r}"))
+            tokenize(TokenizeConfig(corpus.sources, name, text, data_dir=str(self.data_dir),
                                     tokenizer=self.tokenizer_path(), holdout_docs=corpus.holdout_docs,
-                                    on_error=corpus.on_error, overwrite=True, quiet=True))
+                                    on_error=corpus.on_error, max_docs=corpus.max_docs, max_tokens=corpus.max_tokens,
+                                    overwrite=True, quiet=True))
 
     # -- 2. distances ----------------------------------------------------------------------------------
 
