@@ -21,7 +21,8 @@ from mixkit.errors import MixkitError
 from mixkit.store import TokenStore
 from mixkit.unigram import MIX_BY, PROTOCOLS, CountOptions, count_store, distributions
 
-DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
+DATA_DIR_HELP = "Data directory."
+DATA_DIR_DEFAULT = "$MIXKIT_DATA_DIR, else ./mixkit-data"
 METRIC_CHOICES = D.METRIC_NAMES
 COUNT_DEFAULTS = CountOptions()
 
@@ -30,7 +31,7 @@ def count_options(f):
     """The options that decide what is counted (shared by all three commands)."""
     for opt in reversed(
         [
-            click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP),
+            click.option("--data-dir", type=click.Path(file_okay=False), show_default=DATA_DIR_DEFAULT, help=DATA_DIR_HELP),
             click.option(
                 "--protocol",
                 type=click.Choice(list(PROTOCOLS)),
@@ -61,11 +62,10 @@ def metric_options(f):
             click.option(
                 "--mix-by",
                 type=click.Choice(list(MIX_BY)),
-                help=f"Mixture weights are shares of tokens or of documents (default {MIX_BY[0]}; "
-                "protocol all only).",
+                show_default=MIX_BY[0], help="Mixture weights are shares of tokens or of documents (protocol all only).",
             ),
             click.option("--smoothing", type=float, default=D.DEFAULT_SMOOTHING, show_default=True, help="Additive smoothing of KL."),
-            click.option("--jaccard-top-k", type=int, help="Jaccard over the K most frequent ids (default: all that occur)."),
+            click.option("--jaccard-top-k", type=int, show_default="all that occur", help="Jaccard over the K most frequent ids."),
             click.option("--paper-top-k", type=int, default=D.PAPER_TOP_K, show_default=True, help="Top-k of the paper metric."),
         ]
     ):
@@ -128,7 +128,7 @@ def count(names, data_dir, protocol, docs, seed, max_tokens_per_doc, count_eos, 
 
 @click.command()
 @click.argument("sources", nargs=-1)
-@click.option("--metric", type=click.Choice(METRIC_CHOICES), help="One metric (two sources) or the matrix's metric (default js).")
+@click.option("--metric", type=click.Choice(METRIC_CHOICES), show_default="js", help="One metric (two sources) or the matrix's metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Where a matrix writes distance.csv and distance.png.")
 @metric_options
@@ -174,7 +174,7 @@ def distance(sources, metric, as_json, out, mix_by, smoothing, jaccard_top_k, pa
 @click.option("--pretrain", required=True, help="The pretraining data (name, path or mixture).")
 @click.option("--mix", "mixes", multiple=True, required=True, help="A candidate midtraining mixture; repeat to rank several.")
 @click.option("--target", "targets", multiple=True, required=True, help="A downstream task's data; repeatable.")
-@click.option("--metric", "metrics", multiple=True, type=click.Choice(METRIC_CHOICES), help="Repeatable (default: every metric).")
+@click.option("--metric", "metrics", multiple=True, type=click.Choice(METRIC_CHOICES), show_default="every metric", help="A metric to report; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON rows.")
 @metric_options
 @count_options

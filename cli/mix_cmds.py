@@ -20,14 +20,14 @@ from mixkit.mix.plan import SHUFFLES, MixPlan, plan_from_options
 @click.option("--phase", "phases", multiple=True, metavar="START:NAME=W,...", help="A phase (repeatable), e.g. 6000:c4=0.8,code=0.2.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file of [[phase]] tables.")
 @click.option("--steps", type=int, help="Training steps (required unless the plan file gives it).")
-@click.option("--seq-len", type=int, help=f"Tokens per sample's inputs [default: {field_default(MixPlan, 'seq_len')}].")
-@click.option("--global-batch", type=int, help=f"Samples per step [default: {field_default(MixPlan, 'global_batch')}].")
-@click.option("--seed", type=int, help=f"Shuffle seed [default: {field_default(MixPlan, 'seed')}].")
+@click.option("--seq-len", type=int, show_default=str(field_default(MixPlan, "seq_len")), help="Tokens per sample's inputs.")
+@click.option("--global-batch", type=int, show_default=str(field_default(MixPlan, "global_batch")), help="Samples per step.")
+@click.option("--seed", type=int, show_default=str(field_default(MixPlan, "seed")), help="Shuffle seed.")
 @click.option("--world-size", type=int, default=field_default(MixPlan, "world_size"), show_default=True, help="Check the global batch splits over this many ranks.")
-@click.option("--shuffle", type=click.Choice(SHUFFLES), help=f"Sample order of each dataset: mixkit's per-epoch shuffles, or megatron.core GPTDataset/BlendedDataset's (one-phase plans) [default: {field_default(MixPlan, 'shuffle')}].")
+@click.option("--shuffle", type=click.Choice(SHUFFLES), show_default=str(field_default(MixPlan, "shuffle")), help="Sample order of each dataset: mixkit's per-epoch shuffles, or megatron.core GPTDataset/BlendedDataset's (one-phase plans).")
 @click.option("--allow-repeat", is_flag=True, help="Allow reading a dataset more than once (fresh shuffle each epoch).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mix of that name.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), show_default="$MIXKIT_DATA_DIR, else ./mixkit-data", help="Data directory.")
 @no_verify_option
 def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_len, global_batch, seed, world_size, shuffle, allow_repeat, overwrite, data_dir):
     """Build a deterministic mixed sample stream, readable at any step in O(1).
@@ -52,8 +52,8 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
 
 @click.command("inspect")
 @click.argument("name")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the PNG [default: the mix directory's shares.png].")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [default: $MIXKIT_DATA_DIR or ./mixkit-data].")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), show_default="the mix directory's shares.png", help="Where to write the PNG.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), show_default="$MIXKIT_DATA_DIR, else ./mixkit-data", help="Data directory.")
 @no_verify_option
 def inspect(name, plot_path, data_dir):
     """Planned vs realised shares, samples, tokens and epochs per phase; a cumulative-share plot."""

@@ -11,13 +11,14 @@ from cli.launch_options import launch_on_slurm, launcher_options
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="experiments/NAME.toml with a [sweep] table")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: runs/NAME).")
+              help="The study config with a [sweep] table, such as experiments/NAME.toml.")
+@click.option("--out", type=click.Path(file_okay=False), show_default="runs/NAME", help="Output directory.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs trained at once, each as its own process.")
 @click.option("--gpus", default="", help="Comma-separated GPU ids handed to the jobs in turn (CUDA_VISIBLE_DEVICES).")
-@click.option("--dry-run", is_flag=True,
-              help="Print the plan (variants, kept checkpoints, cost; with --launcher slurm the job graph) and stop.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (variants, kept checkpoints, cost) and each corpus's "
+              "token budget, size and expected epochs (with --launcher slurm, the job graph too); download, "
+              "train and submit nothing.")
 @click.option("--report-only", is_flag=True, help="Write the report from whatever runs have finished; train nothing.")
 @click.option("--run", "run_name", default="",
               help="Train only this run (needs the stores, mixes and base run): for spreading a grid over machines.")
@@ -37,13 +38,13 @@ def sweep(config_path, out, jobs, gpus, dry_run, report_only, run_name, launcher
                          jobs=jobs, gpus=tuple(g.strip() for g in gpus.split(",") if g.strip()))
     if launcher == "slurm" and not (run_name or report_only):
         if dry_run:
-            for line in runner.describe_plan():
+            for line in runner.dry_run():
                 click.echo(line)
         launch_on_slurm(cfg, out, config_path, command.removesuffix(f" --jobs {jobs}"), dry_run, partition, account,
                         time_limit, gpus_per_job)
         return
     if dry_run:
-        for line in runner.describe_plan():
+        for line in runner.dry_run():
             click.echo(line)
         return
     if run_name:

@@ -10,7 +10,8 @@ from mixkit.presets import PRESET_NAMES, TextSpec
 from mixkit.store import holdout_name
 from mixkit.tokenize import ON_ERROR, TokenizeConfig
 
-DATA_DIR_HELP = "Data directory (default: $MIXKIT_DATA_DIR, else ./mixkit-data)."
+DATA_DIR_HELP = "Data directory."
+DATA_DIR_DEFAULT = "$MIXKIT_DATA_DIR, else ./mixkit-data"
 
 
 def _unescape(template: str) -> str:
@@ -22,12 +23,12 @@ def _unescape(template: str) -> str:
 @click.argument("sources", nargs=-1)
 @click.option("--name", required=True, help="Store name: writes NAME.bin/.idx/.json in the data dir.")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), help="A known dataset's template.")
-@click.option("--field", help="The record field holding the text (default: text).")
+@click.option("--field", show_default="text", help="The record field holding the text.")
 @click.option("--template", help='A template over record fields, e.g. "{question}\\n{answer}".')
-@click.option("--tokenizer", help="A tokenizer.json, a tokenizer folder, or a hub id such as EleutherAI/pythia-70m[@REVISION] "
-              "(default: the bundled GPT-NeoX-20B tokenizer).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-@click.option("--workers", type=int, help="Encoder processes (fast encoder) or Rust threads (hf) (default: all cores).")
+@click.option("--tokenizer", show_default="the bundled GPT-NeoX-20B tokenizer",
+              help="A tokenizer.json, a tokenizer folder, or a hub id such as EleutherAI/pythia-70m[@REVISION].")
+@click.option("--data-dir", type=click.Path(file_okay=False), show_default=DATA_DIR_DEFAULT, help=DATA_DIR_HELP)
+@click.option("--workers", type=int, show_default="all cores", help="Encoder processes (fast encoder) or Rust threads (hf).")
 @click.option("--encoder", type=click.Choice(["auto", "fast", "hf"]), default=field_default(TokenizeConfig, "encoder"),
               show_default=True,
               help="fast: tiktoken BPE, used only if its self-test matches tokenizers; hf: tokenizers; auto: fast when proven.")
@@ -35,11 +36,11 @@ def _unescape(template: str) -> str:
 @click.option("--split", help="The split to read from datasets with several (a source's own FOLDER:SPLIT or hf://...:SPLIT wins).")
 @click.option("--max-docs", type=int, help="Stop after the first N documents (a deterministic prefix of the sources).")
 @click.option("--max-tokens", type=int, help="Stop before the first document that would take the store past N tokens (EOS included).")
-@click.option("--lines", is_flag=True, help="For .txt sources: one document per line (default: per file).")
+@click.option("--lines", is_flag=True, help="For .txt sources: one document per line, not one per file.")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default=field_default(TokenizeConfig, "on_error"), show_default=True, help="Stop at a bad record, or skip and count it.")
-@click.option("--num-shards", type=int, default=field_default(TokenizeConfig, "num_shards"), show_default=True, help="Split the sources into K shards ...")
-@click.option("--shard-index", type=int, default=field_default(TokenizeConfig, "shard_index"), show_default=True, help="... and tokenize shard i (join with `mixkit merge`).")
-@click.option("--holdout-docs", type=int, default=field_default(TokenizeConfig, "holdout_docs"), help="Hold out N random documents as NAME-holdout (never in NAME).")
+@click.option("--num-shards", type=int, default=field_default(TokenizeConfig, "num_shards"), show_default=True, help="Split the sources into K shards (with --shard-index).")
+@click.option("--shard-index", type=int, default=field_default(TokenizeConfig, "shard_index"), show_default=True, help="Tokenize shard i of --num-shards (join the shards with `mixkit merge`).")
+@click.option("--holdout-docs", type=int, default=field_default(TokenizeConfig, "holdout_docs"), show_default=True, help="Hold out N random documents as NAME-holdout (never in NAME).")
 @click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True,
               help="Seed of the draw of the held-out documents (the same seed and corpus give the same split).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
@@ -77,8 +78,8 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
 @click.command()
 @click.argument("name")
 @click.argument("parts", nargs=-1, required=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-@click.option("--holdout-docs", type=int, default=0, help="Hold out N random documents as NAME-holdout.")
+@click.option("--data-dir", type=click.Path(file_okay=False), show_default=DATA_DIR_DEFAULT, help=DATA_DIR_HELP)
+@click.option("--holdout-docs", type=int, default=0, show_default=True, help="Hold out N random documents as NAME-holdout.")
 @click.option("--holdout-seed", type=int, default=field_default(TokenizeConfig, "holdout_seed"), show_default=True,
               help="Seed of the draw of the held-out documents (the same seed and corpus give the same split).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store of the same name.")
@@ -92,7 +93,7 @@ def merge(name, parts, data_dir, holdout_docs, holdout_seed, overwrite):
 
 @click.command()
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), show_default=DATA_DIR_DEFAULT, help=DATA_DIR_HELP)
 @click.option("--no-verify", is_flag=True, help="Skip re-hashing the files against the manifest (the structure is still checked).")
 def info(name, data_dir, no_verify):
     """Print a store's summary and check its files against the manifest."""
@@ -124,7 +125,7 @@ def info(name, data_dir, no_verify):
 
 
 @click.command(name="list")
-@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), show_default=DATA_DIR_DEFAULT, help=DATA_DIR_HELP)
 def list_cmd(data_dir):
     """List the token stores in the data directory."""
     from mixkit.store import TokenStore, list_stores, resolve_data_dir

@@ -10,10 +10,14 @@ a sweep's ``[sweep]`` table makes the variants from a grid of start steps × rat
     variant_seeds = 3           # optional: only the first N seeds for the non-baseline variants (budget)
     metric = "js"               # distance for the proximity advantage
     protocol = "all"            # counts: "all" tokens, or "paper" (the authors' 1,000 docs × 512 tokens sampling)
+    prune_checkpoints = false   # true: once every run of a seed has finished, delete its checkpoints (lab.completion)
 
-    [corpora]                   # token stores to make: sources (globs; "@samples/" = bundled), preset
+    [corpora]                   # token stores to make: sources (globs, hf://, URLs; "@samples/" = bundled), preset
     c4 = { sources = ["@samples/c4.jsonl.gz"], preset = "c4", holdout_docs = 100 }
     code = { sources = ["@samples/code.jsonl.gz"], preset = "code" }
+    web = { sources = ["hf://allenai/c4/en:train"], preset = "c4", max_tokens = 400_000_000, tokens = 1.56e11 }
+                                # max_docs/max_tokens: store a prefix; tokens: the sources' size (for --dry-run)
+    csn = { sources = ["hf://code-search-net/code_search_net/python:test"], template = "{func_code_string}" }
 
     [schedule]
     pretrain = "c4"             # the pretraining corpus (its NAME-holdout measures forgetting)
@@ -73,7 +77,7 @@ from mixkit.config import ConfigError, Where, coerce, from_table, invalid, where
 from mixkit.distance import METRIC_NAMES
 from mixkit.errors import MixkitError
 from mixkit.mixture import Mixture
-from mixkit.presets import PRESETS
+from mixkit.presets import PRESETS, TextSpec
 from mixkit.samples import SAMPLES_DIR
 from mixkit.toml_file import read_toml
 from mixkit.unigram import PROTOCOLS
@@ -83,6 +87,7 @@ from trainer.sft import SFTConfig
 from trainer.sft_data import TaskConfig
 
 SAMPLES_PREFIX = "@samples/"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 BASELINE = "base"
 DEFAULT_MODEL = "tiny"  # a study's model when [model] names none: small enough for a CPU
 
@@ -93,18 +98,29 @@ def resolve_source(text: str, base: Path | None) -> str:
     reports do not record the machine's absolute paths."""
     if text.startswith(SAMPLES_PREFIX):
         return str(SAMPLES_DIR / text[len(SAMPLES_PREFIX):])
+    if _URL.match(text):  # hf://, s3://, https://, ...: not a path
+        return text
     p = Path(text)
     return str(p if p.is_absolute() or base is None else base / p)
 
 
 @dataclass
 class Corpus:
-    """``[corpora.NAME]``: a token store to make."""
+    """``[corpora.NAME]``: a token store to make.
+
+    ``preset`` (or a ``template`` over the records' fields) says how a record becomes text;
+    ``max_docs`` / ``max_tokens`` store a deterministic prefix of the sources (``mixkit tokenize
+    --max-docs/--max-tokens``); ``tokens`` declares the sources' size in tokens, an approximate
+    public figure that only ``--dry-run`` reads (it downloads nothing to count them)."""
 
     sources: str | list[str]
-    preset: str
+    preset: str | None = None
+    template: str | None = None
     holdout_docs: int = 0
     on_error: Literal["raise", "skip"] = "raise"
+    max_docs: int | None = None
+    max_tokens: int | None = None
+    tokens: float | None = None
     name: str = field(default="", metadata={"config": False})
 
     def __post_init__(self) -> None:
@@ -112,10 +128,22 @@ class Corpus:
             self.sources = [self.sources]
         if not self.sources:
             raise invalid("sources", "list at least one file or glob")
-        if self.preset not in PRESETS:
+        if (self.preset is None) == (self.template is None):
+            raise invalid("preset", "give a preset or a template over the records' fields (one of them)")
+        if self.preset is not None and self.preset not in PRESETS:
             raise invalid("preset", f"unknown {self.preset!r} (known: {', '.join(PRESETS)})")
         if self.holdout_docs < 0:
             raise invalid("holdout_docs", f"must be >= 0, got {self.holdout_docs}")
+        for key in ("max_docs", "max_tokens", "tokens"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise invalid(key, f"must be positive, got {getattr(self, key)}")
+        if isinstance(self.tokens, float) and not math.isfinite(self.tokens):
+            raise invalid("tokens", f"must be a finite number, got {self.tokens}")
+        self.text_spec()  # a template naming no field is refused here, before any tokenizing
+
+    def text_spec(self) -> TextSpec:
+        """How a record becomes the stored text (``mixkit.presets.TextSpec``)."""
+        return TextSpec(preset=self.preset, template=self.template)
 
 
 @dataclass
@@ -288,6 +316,7 @@ class StudyConfig:
     start_steps: list[int] = field(default_factory=list)  # ascending; an experiment's one S
     start_spec: list[int | float] = field(default_factory=list)  # a sweep's start steps as written
     launcher: LauncherConfig = field(default_factory=LauncherConfig)  # Slurm jobs (lab.launcher)
+    prune_checkpoints: bool = False  # delete a seed's checkpoints once all its runs have finished (lab.completion)
 
     @property
     def variant_names(self) -> list[str]:
@@ -308,7 +337,7 @@ class StudyConfig:
         return [v for v in self.variants.values() if v.name != self.baseline]
 
 
-TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
+TOP_KEYS = ("name", "seeds", "variant_seeds", "metric", "protocol", "prune_checkpoints", "corpora", "schedule", "variants", "tasks", "tokenizer", "model",
             "optim", "train", "sft", "sweep", "launcher")
 
 
@@ -372,6 +401,8 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
     protocol = coerce(table.get("protocol", "all"), str, top, "protocol")
     if protocol not in PROTOCOLS:
         raise top.error("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+    prune = coerce(table.get("prune_checkpoints", False), bool, top, "prune_checkpoints")
 
     corpora_table = _table(table, "corpora", top)
     corpora = {}
@@ -482,9 +513,10 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
             for c in tokenizer.train.corpora:
                 if c not in corpora:
                     raise tok_where.error("train", f"names corpus '{c}', which is not in [corpora]")
-            presets = {corpora[c].preset for c in tokenizer.train.corpora}
+            presets = {(corpora[c].preset, corpora[c].template) for c in tokenizer.train.corpora}
             if len(presets) > 1:
-                raise tok_where.error("train", f"its corpora must share one preset, got {sorted(presets)}")
+                raise tok_where.error("train", "its corpora must share one preset (or template), got "
+                                               f"{sorted(p or t for p, t in presets)}")
             vocab = tokenizer.train.vocab_size
     model_table = dict(_table(table, "model", top, {}))
     model_table.setdefault("name", DEFAULT_MODEL)
@@ -512,7 +544,8 @@ def parse_study(table: dict[str, Any], file: str | os.PathLike | None = None, ba
                        baseline=baseline, tasks=tasks, targets=targets, model=model, optim=optim, train=train, sft=sft,
                        sweep=sweep, tokenizer=tokenizer, start_steps=start_steps,
                        tables={"optim": optim_table, "sft": sft_table, "tasks": task_tables},
-                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step], launcher=launcher)
+                       start_spec=list(sweep.start_step) if sweep else [schedule.start_step], launcher=launcher,
+                       prune_checkpoints=prune)
 
 
 def load_study(path: str | os.PathLike, kind: Literal["experiment", "sweep"] | None = None,

@@ -15,7 +15,9 @@
 
 Caching: a store is reused when its manifest shows the same sources (sha256), preset and
 holdout; a mix when its plan and input fingerprints match; a run's stages and SFT tasks
-when they finished with the same inputs (``trainer.stages``). A killed study started
+when they finished with the same inputs (``trainer.stages``); a whole run when its completion record
+holds the key of its inputs (``lab.completion``), which is what lets a rerun skip runs whose
+checkpoints ``prune_checkpoints`` deleted. A killed study started
 again with the same command picks up where it stopped; the worker entry point trains one
 run on any machine that sees ``OUT``, so a grid can be spread over machines and the report
 written with ``--report-only``; ``lab.launcher`` does that through Slurm (``--launcher slurm``).
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from lab import completion, dryrun
 from lab.config import StudyConfig
 from lab.control import SMOOTHING, cross_entropy, smoothed_unigram, stream_distribution
 from lab.plan import (
@@ -54,12 +57,12 @@ from mixkit.config import field_default, to_table
 from mixkit.distance import distance_matrix, proximity_advantage
 from mixkit.errors import MixkitError
 from mixkit.mix import MixStream, build_mix
-from mixkit.presets import TextSpec
 from mixkit.readers import expand_sources
 from mixkit.store import TokenStore, holdout_name
 from mixkit.tokenize import IDENTITY_KEYS, TokenizeConfig, describe_source, load_tokenizer, tokenize
 from mixkit.tokenizer_training import train_tokenizer
 from mixkit.unigram import counts, distribution
+from trainer.checkpoint import is_checkpoint
 from trainer.run_dir import content_key, step_dir
 from trainer.sft_data import load_task
 from trainer.stage_runner import run_stages
@@ -100,6 +103,7 @@ class StudyRunner:
         self._t0 = time.monotonic()
         self._tokenizer_path: str | None | bool = False  # False: not resolved yet
         self._tokenizer: tuple[Any, Any] | None = None
+        self._keys: dict[str, str] = {}  # run name -> its completion key (lab.completion)
 
     @property
     def is_sweep(self) -> bool:
@@ -109,7 +113,15 @@ class StudyRunner:
         return format_duration(time.monotonic() - self._t0)
 
     def describe_plan(self) -> list[str]:
-        return self.plan.describe(len(self.cfg.tasks))
+        lines = self.plan.describe(len(self.cfg.tasks))
+        if self.cfg.prune_checkpoints:
+            lines.append("checkpoints: deleted once every run of a seed has finished (prune_checkpoints)")
+        return lines
+
+    def dry_run(self) -> list[str]:
+        """The plan and, per corpus, its token budget, size and expected epochs (``lab.dryrun``): nothing
+        is downloaded, tokenized or trained."""
+        return self.describe_plan() + dryrun.describe(self.cfg, self.plan, self.data_dir)
 
     # -- 1. tokenizer and stores ------------------------------------------------------------------------
 
@@ -130,13 +142,13 @@ class StudyRunner:
         expanded = [p for c in corpora for p in expand_sources(c.sources)]
         sources = [str(p) for p in expanded]
         key = content_key({"sources": [source_identity(describe_source(i, p)) for i, p in enumerate(expanded)],
-                           "preset": corpora[0].preset,
+                           "preset": corpora[0].preset or corpora[0].text_spec().describe(),
                            "vocab_size": t.vocab_size, "max_docs": t.max_docs, "seed": t.seed})
         path = self.data_dir / f"tokenizer-{key}.json"
         if not path.is_file():
             self.log(f"train tokenizer: vocabulary {t.vocab_size} on {', '.join(t.corpora)}")
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            train_tokenizer(sources, t.vocab_size, path, TextSpec(preset=corpora[0].preset), max_docs=t.max_docs,
+            train_tokenizer(sources, t.vocab_size, path, corpora[0].text_spec(), max_docs=t.max_docs,
                             seed=t.seed, overwrite=True)
         self._tokenizer_path = str(path)
         return self._tokenizer_path
@@ -170,16 +182,21 @@ class StudyRunner:
         wanted = [source_identity(describe_source(i, p)) for i, p in enumerate(expand_sources(corpus.sources))]
         have = [source_identity(s) for s in m.get("sources", [])]
         holdout = (m.get("holdout") or {}).get("documents", 0)
-        return have == wanted and m.get("text") == {"preset": corpus.preset} and holdout == corpus.holdout_docs
+        limit = m.get("limit") or {}
+        return (have == wanted and m.get("text") == corpus.text_spec().describe() and holdout == corpus.holdout_docs
+                and (limit.get("max_docs"), limit.get("max_tokens")) == (corpus.max_docs, corpus.max_tokens))
 
     def tokenize(self) -> None:
         for name, corpus in self.cfg.corpora.items():
             if self._store_is_current(name, corpus):
                 continue
-            self.log(f"tokenize {name}: {len(corpus.sources)} source(s), preset {corpus.preset}")
-            tokenize(TokenizeConfig(corpus.sources, name, TextSpec(preset=corpus.preset), data_dir=str(self.data_dir),
+            text = corpus.text_spec()
+            self.log(f"tokenize {name}: {len(corpus.sources)} source(s), "
+                     + (f"preset {corpus.preset}" if corpus.preset else f"template {corpus.template!r}"))
+            tokenize(TokenizeConfig(corpus.sources, name, text, data_dir=str(self.data_dir),
                                     tokenizer=self.tokenizer_path(), holdout_docs=corpus.holdout_docs,
-                                    on_error=corpus.on_error, overwrite=True, quiet=True))
+                                    on_error=corpus.on_error, max_docs=corpus.max_docs, max_tokens=corpus.max_tokens,
+                                    overwrite=True, quiet=True))
 
     # -- 2. distances ----------------------------------------------------------------------------------
 
@@ -294,23 +311,73 @@ class StudyRunner:
     def branch_point(self, seed: int, step: int) -> Path:
         return step_dir(self.out / run_path(base_run_name(seed)) / "pretrain", step)
 
+    def stages_of(self, run: PlannedRun) -> list[dict[str, Any]]:
+        """The stages of one planned run: a base run pretrains on its seed's base mix to its end
+        step; a variant run midtrains on its mix to the end and finetunes on every task."""
+        if run.variant is None:
+            return [{"kind": "pretrain", "name": "pretrain", "mix": mix_name(self.cfg, None, run.seed),
+                     "until": run.end_step}]
+        return [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant, run.seed)},
+                {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.tables["sft"]}]
+
+    def run_key(self, run: PlannedRun) -> str | None:
+        """The key a finished run records (``lab.completion``); None while its mixes are not built."""
+        if run.name not in self._keys:
+            stages = self.stages_of(run)
+            try:
+                mixes = {s["mix"]: MixStream.open(s["mix"], self.data_dir).fingerprint for s in stages if "mix" in s}
+            except MixkitError:
+                return None
+            branch = None
+            if run.variant is not None:
+                branch = self.run_key(self.plan.run(base_run_name(run.seed)))
+                if branch is None:
+                    return None
+            self._keys[run.name] = completion.run_key(self.run_table(run, stages), mixes, branch)
+        return self._keys[run.name]
+
+    def is_finished(self, run: PlannedRun) -> bool:
+        """Recorded as finished with the inputs it has now; a base run also needs its branch points, or every
+        variant run of its seed finished (a variant that must run again needs them)."""
+        key = self.run_key(run)
+        if key is None or not completion.is_recorded(self.out, run.name, self.out / run_path(run.name), key):
+            return False
+        if run.variant is None:
+            return all(self.is_finished(r) for r in self.plan.variant_runs if r.seed == run.seed) or all(
+                is_checkpoint(self.branch_point(run.seed, step)) for step in self.cfg.start_steps)
+        return True
+
     def run_one(self, name: str) -> None:
-        """Train one planned run (its finished parts are skipped)."""
+        """Train one planned run (its finished parts are skipped), then record it as finished."""
         run = self.plan.run(name)
         if run is None:
             raise MixkitError(f"no run '{name}' in this study (runs: {', '.join(r.name for r in self.plan.runs)})")
-        if run.variant is None:
-            stages = [{"kind": "pretrain", "name": "pretrain", "mix": mix_name(self.cfg, None, run.seed),
-                       "until": run.end_step}]
-            run_stages(run_config_from_dict(self.run_table(run, stages)), log=self.log)
+        if self.is_finished(run):
+            self.log(f"[{name}] finished before, skipped")
             return
-        branch = self.branch_point(run.seed, run.start_step)
-        if not branch.is_dir():
-            raise MixkitError(f"run {name} branches from {branch}, which does not exist "
-                              f"({base_run_name(run.seed)} first)")
-        stages = [{"kind": "midtrain", "name": "midtrain", "mix": variant_mix(self.cfg, run.variant, run.seed)},
-                  {"kind": "sft", "name": "sft", "tasks": list(self.cfg.tasks), **self.cfg.tables["sft"]}]
-        run_stages(run_config_from_dict(self.run_table(run, stages)), branch_from=str(branch), log=self.log)
+        if run.variant is None:
+            run_stages(run_config_from_dict(self.run_table(run, self.stages_of(run))), log=self.log)
+        else:
+            branch = self.branch_point(run.seed, run.start_step)
+            if not branch.is_dir():
+                raise MixkitError(f"run {name} branches from {branch}, which does not exist "
+                                  f"({base_run_name(run.seed)} first)")
+            run_stages(run_config_from_dict(self.run_table(run, self.stages_of(run))), branch_from=str(branch),
+                       log=self.log)
+        key = self.run_key(run)
+        if key is not None:
+            completion.write_record(self.out, run.name, self.out / run_path(run.name), key)
+
+    def prune(self) -> None:
+        """``prune_checkpoints``: delete the checkpoints of every seed whose runs have all finished."""
+        for seed in self.cfg.seeds:
+            runs = [r for r in self.plan.runs if r.seed == seed]
+            if not all(self.is_finished(r) for r in runs):
+                continue
+            stages = [self.out / run_path(r.name) / ("pretrain" if r.variant is None else "midtrain") for r in runs]
+            removed = completion.prune_checkpoints(stages)
+            if removed:
+                self.log(f"seed {seed}: all runs finished, {removed} checkpoint(s) pruned")
 
     def _describe(self, run: PlannedRun) -> str:
         if run.variant is None:
@@ -319,14 +386,20 @@ class StudyRunner:
 
     def train_all(self) -> list[str]:
         """Train every run; return the names of runs that failed (only possible with jobs > 1)."""
-        base, rest = self.plan.base_runs, self.plan.variant_runs
+        base = [r for r in self.plan.base_runs if not self.is_finished(r)]
+        rest = [r for r in self.plan.variant_runs if not self.is_finished(r)]
+        skipped = len(self.plan.runs) - len(base) - len(rest)
+        if skipped:
+            self.log(f"{skipped} of {len(self.plan.runs)} runs finished before, skipped")
         if self.jobs == 1:
             self._run_in_process(base + rest)
-            return []
-        failed = self._run_processes(base)
-        if failed:
-            return failed + [r.name for r in rest]
-        return self._run_processes(rest)
+            failed = []
+        else:
+            failed = self._run_processes(base)
+            failed = failed + [r.name for r in rest] if failed else self._run_processes(rest)
+        if self.cfg.prune_checkpoints:
+            self.prune()
+        return failed
 
     def _run_in_process(self, runs: list[PlannedRun]) -> None:
         durations: list[float] = []

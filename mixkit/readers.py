@@ -25,6 +25,9 @@ A source is one of these (``expand_sources`` turns the command line's strings in
 ``RemoteFile``  (``s3://``, ``gs://``, ``https://``, ``file://``: any ``fsspec`` URL)
     a file in one of ``FORMATS`` read through ``fsspec``; a glob expands with the file
     system's own ``glob``, sorted. ``s3://`` needs ``s3fs``, ``gs://`` needs ``gcsfs``.
+    ``hf://datasets/OWNER/NAME/PATH`` names files of a hub dataset repository through
+    ``huggingface_hub``'s file system (for data laid out in folders rather than configs,
+    such as ``hf://datasets/bigcode/starcoderdata/python/*.parquet``).
 
 Splits are never merged silently: a ``datasets`` folder or hub dataset with more than one
 split is read only with a split named, in the source string or as ``split=`` (the command
@@ -119,6 +122,7 @@ class RemoteFile:
 Source = Path | DatasetFolder | HubDataset | RemoteFile
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+HUB_FILES_PREFIX = "hf://datasets/"
 _HUB_PART = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 
 
@@ -216,14 +220,17 @@ def _expand_local(pattern: str) -> list[Path | DatasetFolder]:
 def expand_sources(patterns: list[str] | tuple[str, ...]) -> list[Source]:
     """Expand globs (each sorted, so the order never depends on the file system); keep order otherwise.
 
-    ``hf://...`` becomes a ``HubDataset`` (checked when it is read), any other URL one
+    ``hf://...`` becomes a ``HubDataset`` (checked when it is read), except
+    ``hf://datasets/OWNER/NAME/PATH`` (files of a dataset repository) and any other URL: one
     ``RemoteFile`` per match, ``FOLDER:SPLIT`` a ``DatasetFolder``, anything else a ``Path``.
     """
     if not patterns:
         raise MixkitError("no input sources given")
     out: list[Source] = []
     for pat in patterns:
-        if pat.startswith("hf://"):
+        if pat.startswith(HUB_FILES_PREFIX):  # files of a hub repository: huggingface_hub's fsspec file system
+            out.extend(_expand_url(pat))
+        elif pat.startswith("hf://"):
             out.append(parse_hub(pat))
         elif _URL.match(pat):
             out.extend(_expand_url(pat))

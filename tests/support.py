@@ -63,9 +63,10 @@ RENDER: dict[str, Callable[[dict], str]] = {
     "c4": lambda r: r["text"],
     "gsm8k_train": lambda r: f"Question: {r['question']}\nAnswer: {r['answer']}",
     "math": lambda r: f"Problem: {r['problem']}\nSolution: {r['solution']}",
+    "math_mammoth": lambda r: f"Problem: {r['problem']}\nSolution: {r['solution']}",
     "code": lambda r: r["text"],
 }
-STORE_NAMES = {"c4": "c4", "gsm8k_train": "gsm8k", "math": "math", "code": "code"}
+STORE_NAMES = {"c4": "c4", "gsm8k_train": "gsm8k", "math": "math", "math_mammoth": "math_mammoth", "code": "code"}
 
 
 def tokenizer_description(path: Path = DEFAULT_TOKENIZER) -> dict:

@@ -18,6 +18,7 @@ from lab.config import load_study, parse_study
 from mixkit.errors import MixkitError
 from mixkit.store import TokenStore, sha256_file
 from tests.support import ROOT, shortened_quickstart, toml_text
+from trainer.model import GPTNeoX
 
 
 @pytest.mark.slow
@@ -54,6 +55,16 @@ def test_shortened_quickstart_end_to_end(tmp_path, monkeypatch):
     assert "Robustness, with the paper distance and protocol `paper`" in report
     assert "SFT validation loss" in result.output or "gsm8k" in result.output
 
+    # prune_checkpoints and [sft] save_weights = false: once every run has finished, no weights are left
+    # and the runs hold less than one float32 copy of the model's parameters (metrics, results, events).
+    cfg = load_study(config)
+    assert cfg.prune_checkpoints and not cfg.sft.save_weights
+    assert not list(out.glob("runs/**/state.pt")) and not list(out.glob("runs/**/*.safetensors"))
+    assert not list(out.glob("runs/*/*/checkpoints"))
+    n_params = sum(p.numel() for p in GPTNeoX(cfg.model.build()).parameters())
+    runs_bytes = sum(p.stat().st_size for p in out.glob("runs/**/*") if p.is_file())
+    assert runs_bytes < 4 * n_params, (runs_bytes, n_params)
+
     # Everything is cached: a second run trains nothing and gives the same results.
     before = {p: p.read_bytes() for p in out.glob("runs/*/results.json")}
     result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out)])
@@ -62,6 +73,21 @@ def test_shortened_quickstart_end_to_end(tmp_path, monkeypatch):
     assert {p: p.read_bytes() for p in out.glob("runs/*/results.json")} == before
     assert "tokenize" not in result.output.split("experiment")[1].split("[1/")[0], "stores are reused"
     assert "build mix" not in result.output, "mixes are reused"
+    assert "runs finished before, skipped" in result.output and "stage pretrain" not in result.output, \
+        "the pruned runs are skipped by their completion records, not trained again"
+
+    # A changed SFT setting makes the variants stale: the pruned base runs are trained again (to the same
+    # weights), the variants rerun, and the pretraining results stay as they were.
+    table = tomllib.loads(config.read_text())
+    table["sft"]["lr"] = table["sft"]["lr"] / 2
+    config.write_text(toml_text(table))
+    pretrain_before = {p: json.loads(p.read_text())["stages"] for p in out.glob("runs/pretrain-*/results.json")}
+    result = CliRunner().invoke(main, ["experiment", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "stage pretrain" in result.output and "runs finished before" not in result.output
+    assert {p: json.loads(p.read_text())["stages"] for p in out.glob("runs/pretrain-*/results.json")} == \
+        pretrain_before, "the base run trained again from step 0 ends where it ended before"
+    assert not list(out.glob("runs/**/state.pt")), "pruned again"
 
 
 def test_config_errors(tmp_path):
