@@ -16,7 +16,7 @@ from mixkit.mix.plan import SHUFFLES, MixPlan, plan_from_options
 @click.option("--base", help="The pretraining store (simple form).")
 @click.option("--add", help="The store mixed in from --start-step on (simple form).")
 @click.option("--ratio", type=float, help="Share of --add from --start-step on, in [0, 1] (1.0: --add alone).")
-@click.option("--start-step", type=int, help="Step at which --add joins (simple form) [default: 0].")
+@click.option("--start-step", type=int, show_default="0", help="Step at which --add joins (simple form).")
 @click.option("--phase", "phases", multiple=True, metavar="START:NAME=W,...", help="A phase (repeatable), e.g. 6000:c4=0.8,code=0.2.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file of [[phase]] tables.")
 @click.option("--steps", type=int, help="Training steps (required unless the plan file gives it).")

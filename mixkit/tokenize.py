@@ -801,8 +801,12 @@ class Tokenization:
         cfg = self.cfg
         state = self._last_state
         entries = []
-        for s in sources:
+        for s, selected in zip(sources, self.selected):
             read = per_source[s["index"]]
+            if "sha256" not in read and state.get("limit_reached"):
+                # --max-docs/--max-tokens stopped before this file's end (or before it): its identity is
+                # still the whole file's, hashed now (unchanged since reading, by size and time)
+                read = {**read, **(self._read_digest(s, selected, None) or {})}
             # size and time were the identity while reading; a file read (or whose first part was) has its sha256
             entry = {k: v for k, v in s.items() if k != "mtime_ns" or "sha256" not in read}
             entry.update(read)

@@ -200,6 +200,7 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: d
             raise
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from e
     with open(path, "rb+") as f:
+        os.fchmod(f.fileno(), atomic.file_mode())  # safetensors writes 0600 whatever the umask
         os.fsync(f.fileno())
     return file_sha256(path)
 

@@ -120,6 +120,7 @@ class TrainLogger:
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            _after_earlier_event_files(tensorboard_dir(folder))
             self._tb = SummaryWriter(str(tensorboard_dir(folder)), purge_step=initial, flush_secs=30)
         if cfg.wandb:
             self._wandb = _start_wandb(cfg, Path(folder), desc, config, self.say)
@@ -189,3 +190,18 @@ def _start_wandb(cfg: LoggingConfig, folder: Path, name: str, config: dict[str, 
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         say(f"wandb did not start ({first}); set WANDB_MODE=offline on a machine without network: not logging to W&B")
         return None
+
+
+def _after_earlier_event_files(folder: Path) -> None:
+    """Wait, if needed, until the clock's second is past every event file already in ``folder``.
+
+    TensorBoard reads a run's event files in the order of their names,
+    ``events.out.tfevents.SECOND.HOST.PID.COUNTER``: a resumed run's file opened within the
+    same second as the previous one's can sort before it (counter 10 < 9 as text), and its
+    purge of the redone steps is then undone by the older file, losing the new steps. A new
+    file from a later second always sorts last.
+    """
+    seconds = [int(p.name.split(".")[3]) for p in Path(folder).glob("events.out.tfevents.*")
+               if len(p.name.split(".")) > 3 and p.name.split(".")[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)

@@ -28,6 +28,7 @@ from cli.error_handler import OneLineErrorGroup
 from cli.mixkit_cli import main as mixkit_main
 from cli.trainer_cli import main as trainer_main
 from mixkit.error_lines import failure_line
+from mixkit.integrity import manifest_checksum
 from mixkit.names import RESERVED_SUFFIXES, check_new_name
 from mixkit.store import write_store
 from tests.support import random_docs
@@ -45,6 +46,8 @@ def copy_store(data: Path, src: str, dst: str) -> None:
         shutil.copy(data / f"{src}{suffix}", data / f"{dst}{suffix}")
     manifest = json.loads((data / f"{src}.json").read_text())
     manifest["name"] = dst
+    if "manifest_checksum" in manifest:  # a copy as mixkit would write it: the renamed manifest's own checksum
+        manifest["manifest_checksum"] = manifest_checksum(manifest)
     (data / f"{dst}.json").write_text(json.dumps(manifest))
 
 
