@@ -147,6 +147,10 @@ def test_a_fake_slurm_runs_the_graph_to_the_local_report_and_a_relaunch_resubmit
     config = small_study(tmp_path)
     # The local reference trains each run as its own process (`--jobs`), as every Slurm job does: the
     # in-process path can differ in the last float digits (seen in a p-value of a ~0 difference).
+    # One math thread per process: a BLAS that adapts its threads to the load (MKL_DYNAMIC) sums in
+    # another order on a busy machine, which moves such a p-value in its third digit.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
     local = tmp_path / "local"
     StudyRunner(load_study(config), local, log=lambda m: None, config_path=str(config), jobs=2).run()
 
