@@ -130,9 +130,9 @@ CASES = [
     Case("data-dir-under-a-file", "mixkit", ["tokenize", "bad.jsonl", "--name", "t", "--workers", "1",
                                              "--data-dir", "afile/data"], "afile", 1,
          lambda d: (jsonl_line('{"text": "fine"}')(d), (d / "afile").write_text("x")), watch=["."]),
-    # The structural verification of stores names the .idx in its own words; whatever it says, one line.
+    # The structural verification of stores (mixkit.integrity) names the .idx.
     Case("damaged-idx-lengths-build-mix", "mixkit", ["build-mix", "--name", "m", "--base", "dl", "--steps", "2",
-                                                     "--seq-len", "8", "--global-batch", "2"], None, 0,
+                                                     "--seq-len", "8", "--global-batch", "2"], "dl.idx", 1,
          lambda d: (copy_store(d / "data", "c4", "dl"), damage_index(d / "data", "dl", "lengths", 5, -7))),
     Case("damaged-idx-pointer-count", "mixkit", ["count", "dp", "--quiet"], "dp.idx", 1,
          lambda d: (copy_store(d / "data", "c4", "dp"), damage_index(d / "data", "dp", "pointers", 5, 10**12))),
