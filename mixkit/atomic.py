@@ -116,17 +116,27 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     try:
         os.chmod(tmp, dir_mode())
         yield tmp
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(path)
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if path.exists() and not overwrite:
+            raise FileExistsError(path)
+        publish_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def publish_dir(tmp: Path, path: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``path``, replacing a folder already there.
+
+    A folder cannot be renamed over another, so the old one is first set aside as
+    ``.NAME.old`` (a rerun removes it, see ``mixkit.locks``): at every moment ``path`` is
+    either the old folder, absent, or the new one, never a mixture.
+    """
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -83,15 +83,7 @@ def save_sharded_checkpoint(out_dir: str | Path, step: int, *, model: torch.nn.M
         for f in sorted((tmp / DCP_DIR).iterdir()):
             files[f"{DCP_DIR}/{f.name}"] = ckpt.file_sha256(f)
         ckpt.write_meta(tmp, {**meta, "step": step, "weights_only": not full, "format": "dcp", "files": files})
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        atomic.fsync_dir(path.parent)
+        atomic.publish_dir(tmp, path)
         for stale in ckpt.list_checkpoints(out_dir)[:-keep]:
             if int(stale.name.split("_")[1]) not in keep_steps:
                 shutil.rmtree(stale, ignore_errors=True)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from mixkit.errors import MixkitError
+from tests.support import one_torch_thread  # noqa: F401  (an autouse fixture: one torch thread)
 from trainer import checkpoint as ckpt
 from trainer.config import config_from_dict
 from trainer.export import export
@@ -38,12 +39,6 @@ def make_cfg(out_dir: Path, **kw):
     return config_from_dict(table)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

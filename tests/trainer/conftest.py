@@ -1,15 +1,5 @@
-"""Fixtures of the trainer's tests."""
+"""Fixtures of the trainer's tests: every test trains on one torch thread (``one_torch_thread``)."""
 
 from __future__ import annotations
 
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and the subprocesses use one too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.support import one_torch_thread  # noqa: F401  (an autouse fixture)
