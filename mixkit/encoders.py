@@ -19,7 +19,7 @@ text encoded as plain text, nothing added before or after):
     ``tokenizers`` applies the normalizer to the text, then cuts out the *normalized*
     added tokens (GPT-NeoX-20B has 23 of them, the runs of 2–24 spaces: leftmost,
     longest match first) and only then pre-tokenizes and merges what lies between them.
-    ``FastEncoder`` does the same with ``unicodedata.normalize("NFC")`` and one regex of
+    ``FastEncoder`` does the same (NFC: see ``tokenizers_nfc``) and one regex of
     the added tokens sorted longest first (at a given start a regex alternation takes
     the first alternative that matches, so longest first is leftmost-longest). BPE
     ranks are the vocabulary's byte strings (each entry mapped back through GPT-2's
@@ -68,6 +68,21 @@ from typing import Any
 from mixkit.errors import MixkitError
 
 ENCODERS = ("auto", "fast", "hf")
+
+
+def tokenizers_nfc(text: str) -> str:
+    """NFC as ``tokenizers`` computes it (its own normalizer, its own Unicode tables).
+
+    Python's ``unicodedata`` may know a newer Unicode: a character the other tables lack is a
+    starter there, never reordered, while Python sorts it among the combining marks
+    (U+0300 U+07FD: Python puts U+07FD, class 220, first). Unicode's stability rules make a
+    text that Python finds already in NFC (``unicodedata.is_normalized``, a fast check) one
+    that the older tables leave alone too, so only the texts Python would change are
+    normalized here, by ``tokenizers`` itself.
+    """
+    from tokenizers.normalizers import NFC
+
+    return NFC().normalize_str(text)
 MAX_PIECE_CHARS = 1 << 20  # longer texts are encoded in pieces (module docstring)
 _CUT = re.compile(r"(?<=\S) (?=[A-Za-z])")  # where a piece may end: before " word" after a non-space
 
@@ -291,7 +306,7 @@ def fast_spec(tokenizer_json: dict[str, Any]) -> FastSpec:
             continue
         if tok.get("lstrip") or tok.get("rstrip") or tok.get("single_word") or not tok.get("normalized", True):
             raise Unsupported(f"added token {tok['content']!r} has lstrip/rstrip/single_word or is not normalized")
-        content = unicodedata.normalize("NFC", tok["content"]) if normalizer is not None else tok["content"]
+        content = tokenizers_nfc(tok["content"]) if normalizer is not None else tok["content"]
         if content:
             added[content] = tok["id"]
     return FastSpec(ranks=ranks, added=added, normalize_nfc=normalizer is not None)
@@ -337,7 +352,7 @@ class FastEncoder:
             except UnicodeEncodeError:
                 raise lone_surrogate_error(0) from None
             if self.spec.normalize_nfc and not unicodedata.is_normalized("NFC", text):
-                text = unicodedata.normalize("NFC", text)
+                text = tokenizers_nfc(text)
         if self._added_re is None:
             return self._bpe(text)
         bpe, added = self._bpe, self._added

@@ -165,12 +165,23 @@ def test_merge_with_holdout_every_window(tmp_path):
                 made = run_child(tmp_path, "mixkit", ["tokenize", str(src), "--name", name, "--data-dir", str(folder), "--quiet",
                                                         "--encoder", "hf"])
                 assert made.returncode == 0, made.stderr[-2000:]
+            _age(folder)
         return ["merge", "m", "p0", "p1", "--data-dir", str(folder), "--holdout-docs", "6"]
 
     def check(reference: Path, folder: Path) -> None:
         assert store_bytes(folder, ["m", "m-holdout"]) == store_bytes(reference, ["m", "m-holdout"])
 
     kill_everywhere(tmp_path, "mixkit", args, check)
+
+
+def _age(folder: Path) -> None:
+    """Date the files of ``folder`` a minute back. Files younger than 2 s get no verified stamp
+    (``mixkit.integrity``), so whether a run writes one (one more rename) would depend on timing;
+    aged, the first run that opens a store stamps it, and every run renames the same files in
+    the same order."""
+    aged = time.time() - 60
+    for p in folder.iterdir():
+        os.utime(p, (aged, aged))
 
 
 def _mix_files(folder: Path) -> dict[str, bytes]:
@@ -186,6 +197,7 @@ def test_build_mix_every_window(tmp_path):
                                                   "--data-dir", str(folder), "--quiet", "--max-docs", "300",
                                                   "--encoder", "hf"])
             assert made.returncode == 0, made.stderr[-2000:]
+            _age(folder)
         return ["build-mix", "--name", "x", "--base", "c4", "--steps", "4", "--seq-len", "32", "--global-batch", "4",
                 "--data-dir", str(folder)]
 
@@ -206,12 +218,7 @@ def test_build_mix_overwrite_window_leaves_no_old_copy(tmp_path):
                                           "--data-dir", str(d), "--quiet", "--max-docs", "300",
                                           "--encoder", "hf"])
     assert made.returncode == 0
-    # Files younger than 2 s get no verified stamp (mixkit.integrity), so whether a run writes one
-    # would depend on timing: aged, the store is stamped by the first build, and later runs rename
-    # the same files in the same order.
-    aged = time.time() - 60
-    for p in d.iterdir():
-        os.utime(p, (aged, aged))
+    _age(d)
     args = ["build-mix", "--name", "x", "--base", "c4", "--steps", "4", "--seq-len", "32", "--global-batch", "4", "--data-dir", str(d)]
     assert run_child(tmp_path, "mixkit", args).returncode == 0
     reference = _mix_files(d)
