@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from mixkit import atomic
+from mixkit import atomic, locks
 from mixkit.errors import MixkitError
 
 CHUNK_BYTES = 64 << 20  # bytes per content checksum
@@ -297,6 +297,8 @@ def write_stamp(stamp_path: Path, files: dict[str, Path], manifest_digest: str, 
             return False
         stamp = {"format": STAMP_FORMAT, "format_version": STAMP_VERSION, "manifest": manifest_digest,
                  "files": identities, **extra}
+        # a reader killed while writing a stamp left its temporary: gone once its owner is dead
+        locks.remove_orphans(stamp_path.parent, stamp_path.name)
         atomic.write_json(stamp_path, stamp)
     except OSError:
         return False
