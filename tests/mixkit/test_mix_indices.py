@@ -47,7 +47,10 @@ def test_blending_matches_megatron(weights, size):
     assert np.array_equal(ours[1], theirs[1])
 
 
-@pytest.mark.parametrize("weights", [[0.8, 0.2], [0.5, 0.2, 0.1, 0.1, 0.1], [1 / 9] * 9, [1e-6, 1 - 1e-6]])
+@pytest.mark.parametrize(
+    "weights",
+    [[0.8, 0.2], [1 / 3] * 3, [0.25] * 4, [0.5, 0.2, 0.1, 0.1, 0.1], [0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05], [1 / 9] * 9, [1e-6, 1 - 1e-6]],
+)
 def test_blending_matches_megatron_long(weights):
     w = np.array(weights) / np.sum(weights)
     ours = build_blending_indices(w, 300_000)
