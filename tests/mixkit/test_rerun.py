@@ -107,6 +107,22 @@ def test_tokenize_rerun_with_another_option_still_needs_overwrite(tmp_path, firs
     assert not [p for p in d.iterdir() if p.name.endswith((".partial", ".tmp", ".tokenize-state.json"))]
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_tokenize_shard_rerun_does_nothing(tmp_path, index):
+    """A shard that reads a later part of a file records the file by size and modification time
+    (it does not hash the whole file): its rerun compares that, and the first part's the sha256."""
+    src = _corpus(tmp_path / "a.jsonl", 40)
+    d = tmp_path / "d"
+    shard = ["--num-shards", "2", "--shard-index", str(index)]
+    run_cli(*_tokenize_args(src, d, *shard))
+    recorded = json.loads((d / "w.json").read_text())["sources"][0]
+    assert ("sha256" in recorded) == (index == 0)
+    before = _snapshot(_store_files(d, "w"))
+    assert "nothing to do" in run_cli(*_tokenize_args(src, d, *shard))
+    assert _snapshot(_store_files(d, "w")) == before
+    assert "already exists" in run_cli_fail(*_tokenize_args(src, d, "--num-shards", "2", "--shard-index", str(1 - index)))
+
+
 def test_tokenize_other_sources_still_need_overwrite(tmp_path):
     a, b = _corpus(tmp_path / "a.jsonl"), _corpus(tmp_path / "b.jsonl")
     d = tmp_path / "d"
