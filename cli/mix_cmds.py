@@ -36,7 +36,7 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
     Simple form:  --base c4 --add code --ratio 0.2 --start-step 6000
     General form: --phase "0:c4=1" --phase "6000:c4=0.8,code=0.2"   or   --plan plan.toml
     """
-    from mixkit.mix.build import build_mix as build
+    from mixkit.mix.build import build_or_find_mix
     from mixkit.mix.inspect import report
     from mixkit.mix.stream import MixStream
 
@@ -45,7 +45,10 @@ def build_mix(name, base, add, ratio, start_step, phases, plan_file, steps, seq_
         seq_len=seq_len, global_batch=global_batch, seed=seed, allow_repeat=allow_repeat, world_size=world_size,
         shuffle=shuffle,
     )
-    out = build(plan, name, data_dir, overwrite=overwrite)
+    out, already_built = build_or_find_mix(plan, name, data_dir, overwrite=overwrite)
+    if already_built:
+        click.echo(f"mix '{name}' is already built from this plan and these stores; nothing to do")
+        return
     click.echo(f"wrote mix '{name}' to {out}")
     click.echo(report(MixStream.open(out, data_dir)))
 

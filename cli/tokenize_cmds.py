@@ -65,6 +65,10 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
         max_docs=max_docs, max_tokens=max_tokens,
     )
     m = run(cfg)
+    if m.get("already_built"):
+        what = f"stores '{name}' and '{holdout_name(name)}' are" if holdout_docs else f"store '{name}' is"
+        click.echo(f"{what} already built from these inputs; nothing to do")
+        return
     skipped = {k: v for k, v in m["skipped"].items() if v}
     click.echo(
         f"{m['name']}: {m['documents']:,} documents, {m['tokens']:,} tokens ({m['dtype']})"
@@ -88,6 +92,10 @@ def merge(name, parts, data_dir, holdout_docs, holdout_seed, overwrite):
     from mixkit.merge import merge as run
 
     m = run(name, list(parts), data_dir, overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed)
+    if m.get("already_built"):
+        what = f"stores '{name}' and '{holdout_name(name)}' are" if holdout_docs else f"store '{name}' is"
+        click.echo(f"{what} already merged from these parts; nothing to do")
+        return
     click.echo(f"{m['name']}: {m['documents']:,} documents, {m['tokens']:,} tokens from {len(parts)} parts")
 
 

@@ -11,11 +11,14 @@ order given.
 The output's write lock (and ``NAME-holdout``'s) is held for the whole merge
 (``mixkit.locks``). A merge keeps no checkpoint: a killed one is run again, and the rerun
 first removes what the killed one left (partial files, temporaries); a merge that fails on
-bad input leaves nothing.
+bad input leaves nothing. A rerun that finds the output already merged from the same parts
+(by content fingerprint) and split has nothing to do (``_already_merged``); any other
+existing output needs ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,32 @@ def _joined_sources(segments: list[tuple[TokenStore, int, int, dict[str, Any]]],
     return [joined[i] for i in sorted(joined)]
 
 
+def _already_merged(files: StoreFiles, stores: list[TokenStore], holdout_docs: int, holdout_seed: int) -> dict[str, Any] | None:
+    """The manifest of the merged store in place when it records this very merge, else None.
+
+    This merge: ``merged_from`` (each part's name and content fingerprint, in order) as the
+    parts are now, and the same split (``holdout``: count, seed, names; none without
+    ``--holdout-docs``), with ``NAME-holdout`` the other half of that split; and the
+    output(s) open checked. A merge is a pure function of these, so a rerun has nothing to do.
+    """
+    try:
+        manifest = json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("merged_from") != [{"name": s.name, "fingerprint": s.fingerprint} for s in stores]:
+        return None
+    split = {"documents": holdout_docs, "seed": holdout_seed, "store": files.holdout.name, "of": files.name} if holdout_docs else None
+    if manifest.get("holdout") != split:
+        return None
+    try:
+        outputs = [TokenStore.open(f.name, f.prefix.parent) for f in ([files, files.holdout] if holdout_docs else [files])]
+    except MixkitError:
+        return None
+    if holdout_docs and (manifest.get("holdout_fingerprint") != outputs[1].fingerprint or outputs[1].manifest.get("holdout") != split):
+        return None
+    return {**manifest, "already_built": True}
+
+
 def merge(
     name: str,
     parts: list[str],
@@ -128,7 +157,10 @@ def _merge_locked(
         if s.manifest.get("eos") != first.manifest.get("eos"):
             raise MixkitError(f"stores '{first.name}' and '{s.name}' have different EOS policies")
     if files.exists() and not overwrite:
-        raise MixkitError(f"store '{name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
+        built = _already_merged(files, stores, holdout_docs, holdout_seed)
+        if built is None:
+            raise MixkitError(f"store '{name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
+        return built
     sharded = _are_shards_of_one_job(stores)
     if sharded:
         segments = _segments(stores)

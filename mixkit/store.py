@@ -277,11 +277,6 @@ class StoreFiles:
         """Whether the store is there: its manifest is written last, so it decides."""
         return self.manifest.exists()
 
-    def interrupted_temporaries(self) -> list[Path]:
-        """Temporaries of atomic writes of these files that a kill interrupted (``.NAME.*.tmp``, see
-        ``mixkit.atomic``): garbage, never state."""
-        return sorted(self.prefix.parent.glob(f".{self.name}.*.tmp"))
-
 
 def read_manifest(path: Path, fmt: str, what: str) -> dict[str, Any]:
     """The JSON manifest at ``path``, which must say ``"format": fmt``; ``what`` names the artifact in errors.

@@ -34,7 +34,10 @@ what is written, the result is byte-identical to an uninterrupted run, whatever
 splitting off ``--holdout-docs``, see ``mixkit.holdout``) is finished by the rerun
 without reading the sources again. A checkpoint that does not match the partial files
 is ignored and the job starts over; leftovers of a killed run that cannot be resumed are
-removed, and a run that fails on bad input leaves nothing.
+removed, and a run that fails on bad input leaves nothing. A run whose store is already in
+place, built from the same job (the manifest's ``job_sha256``: options, tokenizer and each
+source's bytes, see ``job_sha256``), has nothing to do and says so; any difference keeps the
+store and asks for ``--overwrite``.
 
 One process writes a store at a time: the run holds the write lock of ``NAME`` (and of
 ``NAME-holdout``) from start to end (``mixkit.locks``); a second one is refused at once.
@@ -92,7 +95,15 @@ from mixkit.readers import (
     remote_identity,
 )
 from mixkit.sharding import SourcePart, shard_parts
-from mixkit.store import DetachedOutput, StoreFiles, StoreWriter, dtype_for_vocab, resolve_data_dir, sha256_file
+from mixkit.store import (
+    DetachedOutput,
+    StoreFiles,
+    StoreWriter,
+    TokenStore,
+    dtype_for_vocab,
+    resolve_data_dir,
+    sha256_file,
+)
 from mixkit.tokenizer_files import FALLBACK_EOS, resolve_tokenizer
 
 EOS_TOKEN = FALLBACK_EOS  # the EOS of a tokenizer whose config names none
@@ -276,6 +287,19 @@ def _identity(src: dict[str, Any]) -> dict[str, Any]:
     return {k: src[k] for k in IDENTITY_KEYS if k in src}
 
 
+def job_sha256(job: dict[str, Any], sources: list[dict[str, Any]]) -> str:
+    """The manifest's ``job_sha256``: sha256 of the canonical JSON of the job description with
+    each source named by its identity as the manifest records it (a local file by the sha256
+    and size of its bytes, a later shard part of one by size and modification time, other
+    sources as ``describe_source`` gives them). A rerun recomputes it from the sources as they
+    are now (``Tokenization._already_built``): equal means the same bytes would be tokenized
+    with the same options, so the store in place is the one the run would write."""
+    identities = [
+        {"path": s["path"], **_identity(s), **({"shard_part": s["shard_part"]} if "shard_part" in s else {})} for s in sources
+    ]
+    return hashlib.sha256(json.dumps({**job, "sources": identities}, sort_keys=True).encode()).hexdigest()
+
+
 def source_entry(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
     """``describe_source`` without reading the file: a local file is its size and modification
     time here; its sha256 is taken while it is tokenized (module docstring)."""
@@ -391,6 +415,35 @@ class Tokenization:
         with locks.write_locks([(f.lock, f"store '{f.name}'") for f in outputs]):
             return self._run_locked(outputs)
 
+    def _already_built(self, outputs: list[StoreFiles], job: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The manifest of ``NAME`` when every output is in place, records this very job
+        (``job_sha256``, the local sources hashed again now: identity by bytes, not by mtime)
+        and opens checked; else None. Without ``--overwrite`` such a rerun has nothing to do."""
+        if self.cfg.overwrite or not all(f.exists() for f in outputs):
+            return None
+        found = [_manifest_of(f) for f in outputs]
+        if not all(m and isinstance(m.get("job_sha256"), str) for m in found):
+            return None  # written before stores recorded their job: only --overwrite replaces it
+        now = []
+        for entry, selected in zip(sources, self.selected):
+            entry = dict(entry)
+            if "mtime_ns" in entry and (selected.part is None or selected.part.start == 0):
+                # a regular local file the run would hash whole (module docstring: provenance)
+                del entry["mtime_ns"]
+                entry["sha256"] = sha256_file(selected.source)
+            now.append(entry)
+        expected = job_sha256(job, now)
+        if any(m["job_sha256"] != expected for m in found):
+            return None
+        if len(found) == 2 and found[0].get("holdout_fingerprint") != found[1].get("fingerprint"):
+            return None  # NAME and NAME-holdout are not the two halves of one split
+        try:
+            for f in outputs:
+                TokenStore.open(f.name, self.data_dir)
+        except MixkitError:
+            return None
+        return {**found[0], "already_built": True}
+
     def _refuse_existing(self, outputs: list[StoreFiles]) -> None:
         for files in outputs:
             if files.exists() and not self.cfg.overwrite:
@@ -421,6 +474,10 @@ class Tokenization:
             state = None
         if state is None:
             self._remove_leftovers(outputs)
+        built = self._already_built(outputs, job, sources)
+        if built is not None:
+            self._remove_leftovers(outputs)  # a checkpoint of this job would only write the same bytes again
+            return built
         self._refuse_existing(outputs)  # a resumable checkpoint stays for a rerun with --overwrite
         if state is not None:
             writer = StoreWriter(self.prefix, self.dtype, resume_from=(state["bin_bytes"], state["documents"]))
@@ -822,6 +879,7 @@ class Tokenization:
             "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
             "skipped": {"empty": state["empty"], **dict(sorted(state["skipped"].items()))},
             "on_error": cfg.on_error,
+            "job_sha256": job_sha256(job, entries),
             "mixkit_version": __version__,
         }
         if cfg.split is not None:

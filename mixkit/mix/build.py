@@ -15,10 +15,11 @@ is a one-line error, not a ``Bus error``; the exact repeat check follows the ble
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -35,6 +36,7 @@ from mixkit.mix.indices import (
     num_samples_for,
 )
 from mixkit.mix.plan import MixPlan
+from mixkit.mix.stream import MixStream
 from mixkit.names import check_new_name
 from mixkit.resources import ensure_free_space
 from mixkit.store import TokenStore, check_same_tokenizer, resolve_data_dir
@@ -142,6 +144,14 @@ def megatron_layout(
     return epochs, block_samples, block_documents, megatron_samples
 
 
+class MixBuild(NamedTuple):
+    """What ``build_or_find_mix`` did: the mix directory, and whether it was already there,
+    built from the same plan and input stores (then nothing was written)."""
+
+    path: Path
+    already_built: bool
+
+
 def build_mix(
     plan: MixPlan,
     name: str,
@@ -154,14 +164,50 @@ def build_mix(
     Every check (stores exist and share a tokenizer, each holds a sample, epochs within
     ``allow_repeat``) runs before anything is written; the directory appears whole or not at all.
     One process builds a mix name at a time (its write lock, ``mixkit.locks``, is held throughout);
-    the temporary folders of killed builds of the name are removed first.
+    the temporary folders of killed builds of the name are removed first. A mix already in place
+    that ``mix.json`` says was built from this plan and these stores (``mix_built_from``) is kept
+    as it is; any other needs ``overwrite``.
     """
+    return build_or_find_mix(plan, name, data_dir, overwrite=overwrite).path
+
+
+def build_or_find_mix(
+    plan: MixPlan,
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+) -> MixBuild:
+    """``build_mix``, saying whether the mix was already built (a finished build run again)."""
     check_new_name(name, "mix")
     data_dir = resolve_data_dir(data_dir)
     out = mixfmt.mix_dir(name, data_dir)
     with locks.write_lock(mixfmt.lock_path(out), f"mix '{name}'"):
         locks.remove_orphans(out.parent, name)
-        return _build_mix_locked(plan, name, data_dir, out, overwrite)
+        if out.exists() and not overwrite:
+            if mix_built_from(out, plan, data_dir):
+                return MixBuild(out, True)
+            raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)")
+        return MixBuild(_build_mix_locked(plan, name, data_dir, out, overwrite), False)
+
+
+def mix_built_from(out: Path, plan: MixPlan, data_dir: Path) -> bool:
+    """Whether the mix at ``out`` is the one ``plan`` builds (as ``out.name``) from the stores now in ``data_dir``.
+
+    A mix is a pure function of its plan (``MixPlan.to_json``: phases, weights, steps, shape,
+    seed, shuffle) and its input stores' content: ``mix.json`` records both (``plan``,
+    ``source_names``, each dataset's ``fingerprint``). ``MixStream.open`` checks the rest: the
+    manifest's own fingerprint, the stores' fingerprints against it, the arrays' structure and,
+    on first use, their sha256s. Any difference, or a mix that does not open, is False.
+    """
+    try:
+        manifest = mixfmt.read_manifest(out)
+        if manifest.get("name") != out.name or manifest.get("plan") != json.loads(json.dumps(plan.to_json())) or manifest.get("source_names") != plan.datasets:
+            return False
+        MixStream.open(out, data_dir)
+    except MixkitError:
+        return False
+    return True
 
 
 def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overwrite: bool) -> Path:

@@ -87,9 +87,6 @@ def test_store_files_are_named_in_one_place(tmp_path):
     store = write_store(files.prefix, [np.arange(3)], vocab_size=100)
     assert files.exists() and store.files == files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c4.bin", "c4.idx", "c4.json"]
-    (tmp_path / ".c4.json.x1y2.tmp").write_text("interrupted")
-    assert files.interrupted_temporaries() == [tmp_path / ".c4.json.x1y2.tmp"]
-    assert StoreFiles.of("c4-holdout", tmp_path).interrupted_temporaries() == []
 
 
 def test_detach_hands_the_output_over_and_frees_the_prefix(tmp_path):

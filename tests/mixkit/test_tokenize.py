@@ -167,10 +167,13 @@ def test_holdout_is_disjoint_and_deterministic(tmp_path):
 
 
 def test_existing_store_needs_overwrite(tmp_path):
+    """Another job for an existing name is refused; the same job again has nothing to do
+    (more in tests/mixkit/test_rerun.py)."""
     src = write_jsonl(tmp_path / "r.jsonl", [{"text": "a"}])
     d = str(tmp_path / "d")
     run_cli("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet")
-    out = run_cli_fail("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet")
+    assert "nothing to do" in run_cli("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet")
+    out = run_cli_fail("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet", "--no-eos")
     assert "already exists" in out and "--overwrite" in out
     run_cli("tokenize", str(src), "--name", "x", "--data-dir", d, "--quiet", "--overwrite")
 
