@@ -98,14 +98,11 @@ from tqdm.auto import tqdm
 from mixkit import atomic
 from mixkit.errors import MixkitError
 from mixkit.mixture import Mixture, is_mixture_expr
-from mixkit.prefetch import prefetch
 from mixkit.store import TokenStore, check_same_tokenizer
 
 CACHE_FORMAT = "mixkit-counts"
 CACHE_VERSION = 1
 BLOCK_TOKENS = 1 << 26  # tokens per kernel call (the progress bar's step); must stay far below 2^32
-LINE_WORDS = 16  # uint32 words per 64-byte cache line: the paired kernel prefetches once per line
-PREFETCH_WORDS = 2048  # how far ahead it prefetches: 8 KiB (best of 1-64 KiB measured on 2 cores)
 MIX_BY = ("tokens", "docs")  # what a mixture weight is a share of; the first is the default
 PROTOCOLS = ("all", "paper")  # what is counted and how mixtures are formed; the first is the default
 PAPER_DOCS = 1_000  # documents sampled per store under the paper protocol
@@ -146,11 +143,7 @@ def _count_ranges_paired(tokens, words, starts, ends, group_bounds, partials):  
     tokens ``2j`` and ``2j + 1``, low half first): one load feeds two increments, one into
     each of the thread's two rows, so the loop issues half the loads and the two chains of
     increments stay independent. An odd first or last token of a range is counted alone.
-    Every 64-byte line it asks for the line ``PREFETCH_WORDS`` words ahead: without the
-    hint the scattered increments leave too few reads of the input in flight, and the
-    kernel ran at 0.63-0.71 of a plain sequential read of the same bytes.
     """
-    nwords = words.size
     for g in prange(group_bounds.size - 1):
         r0 = partials[2 * g]
         r1 = partials[2 * g + 1]
@@ -165,14 +158,10 @@ def _count_ranges_paired(tokens, words, starts, ends, group_bounds, partials):  
             if e & 1 and e > s:
                 r0[tokens[e - 1]] += 1
                 e -= 1
-            last = e >> 1
-            for j0 in range(s >> 1, last, LINE_WORDS):
-                if j0 + PREFETCH_WORDS < nwords:
-                    prefetch(words, j0 + PREFETCH_WORDS)
-                for j in range(j0, min(j0 + LINE_WORDS, last)):
-                    w = words[j]
-                    r0[w & np.uint32(0xFFFF)] += 1
-                    r1[w >> np.uint32(16)] += 1
+            for j in range(s >> 1, e >> 1):
+                w = words[j]
+                r0[w & 0xFFFF] += 1
+                r1[w >> 16] += 1
 
 
 @njit(parallel=True, cache=True)
