@@ -493,8 +493,16 @@ def load_encoder(path: str | os.PathLike, mode: str = "auto", *, hf: HFEncoder |
         fast = FastEncoder.from_file(path)
         reason = self_test(fast, hf)
     except Unsupported as e:
-        reason = str(e)
-    if reason is None:
+        fast, reason = None, str(e)
+    return settle_choice(path, mode, hf, fast, reason, quiet=quiet)
+
+
+def settle_choice(
+    path: str | os.PathLike, mode: str, hf: HFEncoder, fast: FastEncoder | None, reason: str | None, *, quiet: bool = False
+) -> EncoderChoice:
+    """The choice once the self-test is back: ``fast`` when ``reason`` is None, else ``hf``
+    with a one-line note (``auto``) or an error (``fast``)."""
+    if reason is None and fast is not None:
         return EncoderChoice(fast, None)
     note = f"fast encoder not used for {Path(path).name}: {reason}; using tokenizers"
     if mode == "fast":

@@ -20,7 +20,12 @@ encoder processes, keeps at most ``2 × workers`` batches in flight and takes th
 back *in submission order*, so the store does not depend on the number of workers.
 Each process holds one batch of texts and its ids (~``batch_bytes`` × 3), so memory is
 bounded per worker. Inputs smaller than one batch are encoded in the main process
-(starting processes costs more than it saves). At 64 cores the one reader thread (read,
+(starting processes costs more than it saves). Start-up is kept off the critical path:
+the workers fork from a ``forkserver`` that imports this module in the background while
+the main process loads the tokenizer (``_worker_context``), and under ``auto`` they encode
+on speculation with the fast encoder while its self-test runs in a thread
+(``start_auto_choice``); nothing is written before the verdict, and a refused fast
+encoder means the same documents are encoded again with ``tokenizers``. At 64 cores the one reader thread (read,
 decompress, parse JSON: ~100 MB/s) feeds ~60 encoders at ~2 MB/s each; beyond that,
 ``--num-shards`` splits the sources across independent jobs.
 
@@ -66,6 +71,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -74,9 +80,9 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from mixkit import __version__, atomic, locks
+from mixkit import __version__, atomic, encoders, locks
 from mixkit.config import invalid
-from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, load_encoder
+from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, Unsupported, load_encoder, settle_choice
 from mixkit.errors import MixkitError
 from mixkit.holdout import check_holdout_count, finish_with_holdout, pending_fingerprint, split_and_publish
 from mixkit.names import check_new_name
@@ -227,6 +233,48 @@ def choose_encoder(tok, info: TokenizerInfo, mode: str) -> EncoderChoice:
     return _CHOICES[key]
 
 
+def start_auto_choice(tok, info: TokenizerInfo) -> tuple[FastEncoder, Future] | None:
+    """``auto``'s choice without waiting for it: the fast encoder now, and the choice itself
+    (an ``EncoderChoice``) as a future while the self-test runs in a thread.
+
+    Why: the self-test is most of a second of start-up on one core, while the encoder
+    processes could already be encoding. ``Tokenization`` encodes on speculation with the
+    fast encoder and waits for the verdict before it writes anything; if the fast encoder
+    is refused, the speculative work is dropped and the run goes on with ``tokenizers``
+    from where it started. None when the choice is already known in this process (see
+    ``choose_encoder``) or the tokenizer file is not one the fast encoder supports (then
+    ``choose_encoder`` decides at once).
+    """
+    key = (str(info.path.resolve()), info.sha256, "auto")
+    if key in _CHOICES:
+        return None
+    hf = HFEncoder(tok)
+    try:
+        fast = FastEncoder.from_file(info.path)
+    except Unsupported:
+        return None
+    verdict: Future = Future()
+
+    def decide() -> None:
+        try:
+            choice = settle_choice(info.path, "auto", hf, fast, encoders.self_test(fast, hf))
+            _CHOICES[key] = choice
+            verdict.set_result(choice)
+        except BaseException as e:  # handed to whoever waits for the verdict
+            verdict.set_exception(e)
+
+    threading.Thread(target=decide, name="mixkit-self-test", daemon=True).start()
+    return fast, verdict
+
+
+def _workers(cfg: TokenizeConfig) -> int:
+    return cfg.workers or len(os.sched_getaffinity(0))
+
+
+class _EncoderRefused(Exception):
+    """The fast encoder used on speculation was refused by its self-test: encode again."""
+
+
 def pack(id_lists: list[list[int]], eos: int | None, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """``(tokens, lengths)``: the documents' ids back to back (EOS after each) and their int64 lengths."""
     if eos is not None:
@@ -240,6 +288,34 @@ def pack(id_lists: list[list[int]], eos: int | None, dtype: np.dtype) -> tuple[n
 
 
 _WORKER_ENCODER: FastEncoder | None = None
+
+
+def _worker_context():
+    """How encoder processes start: forked from a server that has imported this module.
+
+    A ``spawn``-ed process pays the interpreter start and the imports (~0.35 s of CPU
+    each) before it encodes anything; with ``forkserver`` the server pays them once, in
+    the background while the main process loads and self-tests the encoder
+    (``_start_worker_server``), and each worker is a fork of it that only unpickles the
+    encoder. Never a plain ``fork`` of this process: it has threads (reader, writer,
+    ``tokenizers``' pool). Where there is no ``forkserver`` (Windows), ``spawn``.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _start_worker_server() -> None:
+    """Start the ``forkserver`` (a no-op where there is none or it already runs)."""
+    context = _worker_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _worker_start(encoder: FastEncoder) -> None:
@@ -381,9 +457,17 @@ class Tokenization:
         all_sources = expand_sources(cfg.sources)
         self.all_sources = all_sources
         self.selected: list[SourcePart] = shard_parts(all_sources, cfg.num_shards, cfg.shard_index, cfg.lines, cfg.split)
+        if cfg.encoder != "hf" and _workers(cfg) >= 2:
+            _start_worker_server()  # imports in the background while the encoder is loaded and self-tested
         self.tok, self.tokinfo = load_tokenizer(cfg.tokenizer, cfg.workers)
-        self.encoder_choice = choose_encoder(self.tok, self.tokinfo, cfg.encoder)
-        self.encoder = self.encoder_choice.encoder
+        self._verdict: Future | None = None  # the automatic choice, while the encoder in use is a speculation
+        speculation = start_auto_choice(self.tok, self.tokinfo) if cfg.encoder == "auto" and _workers(cfg) >= 2 else None
+        if speculation is not None:
+            self.encoder, self._verdict = speculation
+            self.encoder_choice: EncoderChoice | None = None
+        else:
+            self.encoder_choice = choose_encoder(self.tok, self.tokinfo, cfg.encoder)
+            self.encoder = self.encoder_choice.encoder
         if cfg.eos and self.tokinfo.eos_id is None:
             raise MixkitError(f"tokenizer {self.tokinfo.origin or self.tokinfo.path} has no {self.tokinfo.eos_token} token; use --no-eos")
         self.dtype = dtype_for_vocab(self.tokinfo.vocab_size)
@@ -493,7 +577,11 @@ class Tokenization:
         resumed = state is not None
 
         try:
-            self._pipeline(writer, position, skipped, empty, per_source, job_hash, sources)
+            try:
+                self._pipeline(writer, position, skipped, empty, per_source, job_hash, sources)
+            except _EncoderRefused:
+                # Nothing was written: the same documents again, with the encoder chosen.
+                self._pipeline(writer, position, skipped, empty, per_source, job_hash, sources)
             return self._finish(writer, job, sources, per_source, resumed, job_hash)
         except MixkitError:
             # Bad input: nothing half-written is left (a fixed input is a new job anyway).
@@ -657,6 +745,13 @@ class Tokenization:
         eos = self.tokinfo.eos_id if cfg.eos else None
         pool, workers = self._worker_pool(total_bytes)
         in_flight: deque = deque()
+
+        def hand_over(batch: _Batch, future) -> None:
+            # Nothing reaches the writer before the encoder is settled (start_auto_choice).
+            if not self._settle():
+                raise _EncoderRefused
+            encoded.put((batch, future.result()))
+
         try:
             while True:
                 batch = batches.get()
@@ -667,11 +762,9 @@ class Tokenization:
                     continue
                 in_flight.append((batch, pool.submit(_worker_encode, batch.texts, eos, self.dtype.name)))
                 while len(in_flight) > 2 * workers or (in_flight and in_flight[0][1].done()):
-                    done, future = in_flight.popleft()
-                    encoded.put((done, future.result()))
+                    hand_over(*in_flight.popleft())
             while in_flight and not errors and not stop.is_set():
-                done, future = in_flight.popleft()
-                encoded.put((done, future.result()))
+                hand_over(*in_flight.popleft())
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -719,16 +812,27 @@ class Tokenization:
         workers = self.cfg.workers or len(os.sched_getaffinity(0))
         small = total_bytes is not None and total_bytes <= self.cfg.batch_bytes
         if not isinstance(self.encoder, FastEncoder) or workers < 2 or small:
+            self._settle()  # encoded here, one batch at a time: no speculation
             return None, 1
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start, initargs=(self.encoder,)
-        )
+        pool = ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_worker_start, initargs=(self.encoder,))
         return pool, workers
 
+    def _settle(self) -> bool:
+        """Wait for a pending automatic choice and switch to it; False when it is not the
+        encoder that was in use (the speculation failed), True otherwise."""
+        if self._verdict is None:
+            return True
+        choice = self._verdict.result()
+        self._verdict = None
+        self.encoder_choice = choice
+        kept = choice.encoder is self.encoder
+        self.encoder = choice.encoder
+        return kept
+
     def _encode_packed(self, texts: list[str], eos: int | None) -> tuple[np.ndarray, np.ndarray]:
+        self._settle()
         return pack(self.encoder.encode_batch(texts), eos, self.dtype)
 
     def _encode(self, texts: list[str], eos: int | None) -> list[np.ndarray]:
@@ -855,6 +959,7 @@ class Tokenization:
 
     def _manifest(self, job: dict[str, Any], sources: list[dict[str, Any]], per_source: dict[int, Any]) -> dict[str, Any]:
         """The store's manifest (without what ``StoreWriter.finish`` adds) from the run's tallies."""
+        self._settle()  # which encoder ran: known before anything was written, unless nothing was
         cfg = self.cfg
         state = self._last_state
         entries = []

@@ -213,3 +213,38 @@ def test_manifest_names_the_encoder_and_auto_picks_fast(tmp_path):
     assert m["encoder"]["name"] == "fast" and m["encoder"]["library"].startswith("tiktoken")
     with pytest.raises(MixkitError, match="encoder: expected one of"):
         TokenizeConfig([str(src)], "x", encoder="bpe")
+
+
+def test_auto_encodes_on_speculation_and_starts_over_when_refused(tmp_path, capsys):
+    """With encoder processes, ``auto`` encodes with the fast encoder while its self-test runs;
+    refused, the run drops that work and gives the store ``tokenizers`` gives, byte for byte."""
+    tok = _missing_merge(tmp_path)
+    docs = [{"text": f"document {i}: " + "they've said hello and they've gone " * (3 + i % 7)} for i in range(300)]
+    src = write_jsonl(tmp_path / "r.jsonl", docs)
+
+    def run(name: str, encoder: str):
+        return tokenize(TokenizeConfig([str(src)], name, tokenizer=str(tok), data_dir=str(tmp_path / "d"), quiet=True,
+                                       encoder=encoder, workers=2, batch_bytes=4000))
+
+    auto = run("auto", "auto")
+    assert FastEncoder.from_file(tok).encode(docs[0]["text"]) != HFEncoder.from_file(tok).encode_batch([docs[0]["text"]])[0]
+    assert auto["encoder"]["name"] == "hf" and "encodes differently" in auto["encoder"]["note"]
+    assert capsys.readouterr().err.count("note: fast encoder not used") == 1
+    hf = run("hf", "hf")
+    d = tmp_path / "d"
+    for ext in (".bin", ".idx"):
+        assert (d / f"auto{ext}").read_bytes() == (d / f"hf{ext}").read_bytes()
+    assert auto["fingerprint"] == hf["fingerprint"]
+
+
+def test_auto_on_speculation_keeps_the_fast_encoder_it_proved(tmp_path):
+    docs = [{"text": f"doc {i}  with   spaces\tand ünïcödé " * (1 + i % 5)} for i in range(200)]
+    src = write_jsonl(tmp_path / "r.jsonl", docs)
+    tok = tmp_path / "tokenizer.json"  # a copy: a path this process has not chosen an encoder for yet
+    tok.write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    out = {}
+    for encoder in ("auto", "hf"):
+        out[encoder] = tokenize(TokenizeConfig([str(src)], encoder, tokenizer=str(tok), data_dir=str(tmp_path / "d"),
+                                               quiet=True, encoder=encoder, workers=2, batch_bytes=3000))
+    assert out["auto"]["encoder"]["name"] == "fast" and "note" not in out["auto"]["encoder"]
+    assert out["auto"]["fingerprint"] == out["hf"]["fingerprint"]
