@@ -80,9 +80,15 @@ def tokenizers_nfc(text: str) -> str:
     that the older tables leave alone too, so only the texts Python would change are
     normalized here, by ``tokenizers`` itself.
     """
-    from tokenizers.normalizers import NFC
+    global _TOKENIZERS_NFC
+    if _TOKENIZERS_NFC is None:
+        from tokenizers.normalizers import NFC
 
-    return NFC().normalize_str(text)
+        _TOKENIZERS_NFC = NFC()
+    return _TOKENIZERS_NFC.normalize_str(text)
+
+
+_TOKENIZERS_NFC: Any = None  # built on first use: most texts never need it
 MAX_PIECE_CHARS = 1 << 20  # longer texts are encoded in pieces (module docstring)
 _CUT = re.compile(r"(?<=\S) (?=[A-Za-z])")  # where a piece may end: before " word" after a non-space
 
