@@ -4,7 +4,8 @@ Generates a store of at least ``--tokens`` tokens (default 500 M) by repeating t
 bundled C4 sample tokenized with the GPT-NeoX tokenizer (so ids follow real web-text
 frequencies), then, with the file in the page cache, times on the same memmap:
 
-* ``numba``: ``mixkit.unigram.histogram`` (two partial histograms per thread, uint16 tokens read in pairs);
+* ``numba``: ``mixkit.unigram.histogram`` (one partial histogram per thread, uint16 tokens read four
+  at a time, a 64-byte line per step, the input prefetched ahead);
 * ``np.bincount``: in blocks of 16 M tokens (one call on the whole memmap would first
   convert it to a 4-8 GB intp array);
 * ``read``: a parallel Numba sum over the same tokens: touching every byte once, the

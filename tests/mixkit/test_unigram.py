@@ -72,16 +72,17 @@ def test_histogram_ranges_and_blocking(seed, n_ranges, block):
     np.testing.assert_array_equal(got, expected)
 
 
-@given(seed=st.integers(0, 2**32 - 1), offset=st.integers(0, 3), n=st.integers(0, 3000), n_ranges=st.integers(0, 12))
-def test_paired_uint16_kernel_equals_bincount(seed, offset, n, n_ranges):
-    """Tokens read two at a time: aligned or not, odd range ends, ranges of one token."""
+@given(seed=st.integers(0, 2**32 - 1), offset=st.integers(0, 7), n=st.integers(0, 5000), n_ranges=st.integers(0, 12))
+def test_four_token_uint16_kernel_equals_bincount(seed, offset, n, n_ranges):
+    """Tokens read four at a time, a 64-byte line per step: aligned or not, range ends inside a
+    word, ranges shorter than a word or than a line, ranges of one token."""
     rng = np.random.default_rng(seed)
-    base = rng.zipf(1.3, size=n + 4).clip(max=65535).astype(np.uint16)
+    base = rng.zipf(1.3, size=n + 8).clip(max=65535).astype(np.uint16)
     tokens = base[offset : offset + n]
-    assert (C._paired_view(tokens) is not None) == (offset % 2 == 0 and n >= 2)
+    assert (C._quad_view(tokens) is not None) == (tokens.ctypes.data % 8 == 0 and n >= 4)
     np.testing.assert_array_equal(C.histogram(tokens, 65536), np.bincount(tokens, minlength=65536))
     starts = rng.integers(0, max(n, 1), size=n_ranges)
-    ends = np.minimum(starts + rng.integers(0, 40, size=n_ranges), n)
+    ends = np.minimum(starts + rng.integers(0, 300, size=n_ranges), n)
     expected = np.zeros(65536, np.int64)
     for s_, e_ in zip(starts, ends):
         expected += np.bincount(tokens[s_:e_], minlength=65536)
