@@ -248,3 +248,23 @@ def test_auto_on_speculation_keeps_the_fast_encoder_it_proved(tmp_path):
                                                quiet=True, encoder=encoder, workers=2, batch_bytes=3000))
     assert out["auto"]["encoder"]["name"] == "fast" and "note" not in out["auto"]["encoder"]
     assert out["auto"]["fingerprint"] == out["hf"]["fingerprint"]
+
+
+def test_workers_spawn_where_there_is_no_forkserver(tmp_path, monkeypatch):
+    """Encoder processes fork from a forkserver where the platform has one, else are spawned;
+    the store is the same either way."""
+    import multiprocessing
+
+    from mixkit import tokenize as tokenize_module
+
+    assert tokenize_module._worker_context().get_start_method() in multiprocessing.get_all_start_methods()
+    docs = [{"text": f"row {i}: they've  said\t{i * 7} things " * (1 + i % 4)} for i in range(120)]
+    src = write_jsonl(tmp_path / "r.jsonl", docs)
+    out = {}
+    for how in ("default", "spawn"):
+        if how == "spawn":
+            monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+            assert tokenize_module._worker_context().get_start_method() == "spawn"
+        out[how] = tokenize(TokenizeConfig([str(src)], how, data_dir=str(tmp_path / "d"), quiet=True, encoder="fast",
+                                           workers=2, batch_bytes=2000))
+    assert out["default"]["fingerprint"] == out["spawn"]["fingerprint"]
