@@ -17,17 +17,17 @@ the fingerprint are the same either way.
 Workers with the fast encoder are processes, so encoding scales past the GIL: the main
 thread sends each batch (texts, pickled) to a pool of ``--workers`` single-threaded
 encoder processes, keeps at most ``2 × workers`` batches in flight and takes the results
-back *in submission order*, so the store does not depend on the number of workers.
-Each process holds one batch of texts and its ids (~``batch_bytes`` × 3), so memory is
+back *in submission order*, so the store does not depend on the number of workers. Each
+process holds one batch of texts and its ids (~``batch_bytes`` × 3), so memory is
 bounded per worker. Inputs smaller than one batch are encoded in the main process
 (starting processes costs more than it saves). Start-up is kept off the critical path:
 the workers fork from a ``forkserver`` that imports this module in the background while
-the main process loads the tokenizer (``_worker_context``), and under ``auto`` they encode
-on speculation with the fast encoder while its self-test runs in a thread
+the main process loads the tokenizer (``_worker_context``), and under ``auto`` they
+encode on speculation with the fast encoder while its self-test runs in a thread
 (``start_auto_choice``); nothing is written before the verdict, and a refused fast
-encoder means the same documents are encoded again with ``tokenizers``. At 64 cores the one reader thread (read,
-decompress, parse JSON: ~100 MB/s) feeds ~60 encoders at ~2 MB/s each; beyond that,
-``--num-shards`` splits the sources across independent jobs.
+encoder means the same documents are encoded again with ``tokenizers``. At 64 cores the
+one reader thread (read, decompress, parse JSON: ~100 MB/s) feeds ~60 encoders at
+~2 MB/s each; beyond that, ``--num-shards`` splits the sources across independent jobs.
 
 A checkpoint (``NAME.tokenize-state.json``) records the position in the sources
 (source index, records consumed) and the durable length of the partial files. A run
