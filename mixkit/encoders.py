@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
 
 ENCODERS = ("auto", "fast", "hf")
@@ -189,7 +190,7 @@ class HFEncoder:
         try:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as e:
-            raise MixkitError(f"cannot read tokenizer {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise MixkitError(f"cannot read tokenizer {path}: {exception_detail(e)}") from None
 
     @property
     def cuttable(self) -> bool:

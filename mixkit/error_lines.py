@@ -53,6 +53,12 @@ def _path_text(name: object) -> str:
     return str(name)
 
 
+def exception_detail(e: BaseException) -> str:
+    """The first line of ``e``'s message, or its type's name when it has none: what goes in the
+    parentheses of a one-line error that wraps a library's exception."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def _first_line(text: str) -> str:
     line = next((s.strip() for s in text.splitlines() if s.strip()), "")
     return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 3] + "..."

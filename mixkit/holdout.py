@@ -17,14 +17,12 @@ same bytes, not refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
 
 from mixkit.errors import MixkitError
-from mixkit.store import DetachedOutput, StoreFiles, StoreWriter, encode_index
+from mixkit.store import DetachedOutput, StoreFiles, StoreWriter
 
 
 def holdout_indices(num_docs: int, n: int, seed: int) -> np.ndarray:
@@ -66,7 +64,7 @@ def split_and_publish(
             train.add_many([d for d, h in zip(docs, is_held[start:stop]) if not h])
             hold.add_many([d for d, h in zip(docs, is_held[start:stop]) if h])
         for writer in (hold, train):
-            if not overwrite and writer.files.exists() and _published_fingerprint(writer.files) != pending_fingerprint(writer):
+            if not overwrite and writer.files.exists() and not writer.matches_published():
                 raise MixkitError(f"store '{writer.files.name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
         # Both checked before either is published: an existing store here holds the very bytes
         # the split made (an interrupted run published it), so replacing it changes nothing.
@@ -80,20 +78,3 @@ def split_and_publish(
     full.delete()
     return result
 
-
-def _published_fingerprint(files: StoreFiles) -> str | None:
-    try:
-        return json.loads(files.manifest.read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def pending_fingerprint(writer: StoreWriter) -> str:
-    """The fingerprint ``writer.finish`` will give the store (sha256 of the ``.idx`` then ``.bin`` bytes)."""
-    writer.flush()
-    lengths = np.fromfile(writer.lengths_path, dtype="<i4")
-    h = hashlib.sha256(encode_index(lengths, writer.dtype))
-    with open(writer.partial_path, "rb") as f:
-        while block := f.read(1 << 23):
-            h.update(block)
-    return h.hexdigest()

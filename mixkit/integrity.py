@@ -155,11 +155,8 @@ def human_bytes(n: float) -> str:
 # -- store checks ---------------------------------------------------------------------------------
 
 
-def check_store_manifest(manifest_path: Path, manifest: dict[str, Any], required: tuple[str, ...]) -> None:
-    """The manifest has the fields a reader needs and, when it records one, its own checksum."""
-    missing = [k for k in required if k not in manifest]
-    if missing:
-        raise MixkitError(f"{manifest_path}: the store manifest lacks {', '.join(missing)} (damaged; re-tokenize with --overwrite)")
+def check_manifest_checksum(manifest_path: Path, manifest: dict[str, Any]) -> None:
+    """When the manifest records its own checksum, it must still match (an edit would not)."""
     recorded = manifest.get("manifest_checksum")
     if recorded is not None and recorded != manifest_checksum(manifest):
         raise MixkitError(

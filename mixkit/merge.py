@@ -18,7 +18,6 @@ existing output needs ``--overwrite``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -91,11 +90,8 @@ def _already_merged(files: StoreFiles, stores: list[TokenStore], holdout_docs: i
     ``--holdout-docs``), with ``NAME-holdout`` the other half of that split; and the
     output(s) open checked. A merge is a pure function of these, so a rerun has nothing to do.
     """
-    try:
-        manifest = json.loads(files.manifest.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("merged_from") != [{"name": s.name, "fingerprint": s.fingerprint} for s in stores]:
+    manifest = files.published_manifest()
+    if manifest is None or manifest.get("merged_from") != [{"name": s.name, "fingerprint": s.fingerprint} for s in stores]:
         return None
     split = {"documents": holdout_docs, "seed": holdout_seed, "store": files.holdout.name, "of": files.name} if holdout_docs else None
     if manifest.get("holdout") != split:

@@ -53,6 +53,7 @@ from typing import IO, Any
 
 import zstandard
 
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
 
 
@@ -425,7 +426,7 @@ def json_limit(e: Exception) -> tuple[str, str]:
     if "integer string conversion" in str(e):
         return "integer too long", (f"a JSON integer longer than {getattr(sys, 'get_int_max_str_digits', lambda: 4300)()} digits "
                                     f"(Python's limit on converting integers)")
-    return "malformed JSON", f"malformed JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return "malformed JSON", f"malformed JSON ({exception_detail(e)})"
 
 
 def _byte_range_lines(path: Path | RemoteFile, start: int, stop: int) -> Iterator[tuple[str, bytes]]:

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from mixkit import atomic, integrity
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
 from mixkit.resources import disk_errors, ensure_free_space
 
@@ -68,8 +69,6 @@ INDEX_VERSION = 1
 MANIFEST_FORMAT = "mixkit-token-store"
 MANIFEST_VERSION = 1
 HEADER_BYTES = len(MAGIC) + 8 + 1 + 8 + 8
-# What a reader needs from a manifest (a manifest without one is refused in one line, not a KeyError).
-REQUIRED_MANIFEST_KEYS = ("dtype", "documents", "tokens", "bin_bytes", "idx_bytes", "fingerprint", "tokenizer")
 
 DTYPE_CODES: dict[int, type] = {
     1: np.uint8,
@@ -106,19 +105,22 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 23) -> str:
     h = hashlib.sha256()
+    _hash_into(h, path, chunk)
+    return h.hexdigest()
+
+
+def _hash_into(h: Any, path: str | os.PathLike, chunk: int = 1 << 23) -> None:
+    """Feed the bytes of ``path`` to the hash ``h``, a block at a time."""
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint_files(idx_path: Path, bin_path: Path, chunk: int = 1 << 23) -> str:
     """sha256 over the ``.idx`` bytes then the ``.bin`` bytes: the store's content identity."""
     h = hashlib.sha256()
     for path in (idx_path, bin_path):
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+        _hash_into(h, path, chunk)
     return h.hexdigest()
 
 
@@ -277,6 +279,19 @@ class StoreFiles:
         """Whether the store is there: its manifest is written last, so it decides."""
         return self.manifest.exists()
 
+    def published_manifest(self) -> dict[str, Any] | None:
+        """The manifest in place as a dict, or None (none, unreadable, not a JSON object).
+
+        For deciding whether an output already there is the one a run would write (a rerun
+        of a finished job, a publish an interrupted run began); never for reading a store,
+        which ``TokenStore.open`` checks whole.
+        """
+        try:
+            manifest = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest if isinstance(manifest, dict) else None
+
 
 def read_manifest(path: Path, fmt: str, what: str) -> dict[str, Any]:
     """The JSON manifest at ``path``, which must say ``"format": fmt``; ``what`` names the artifact in errors.
@@ -287,18 +302,21 @@ def read_manifest(path: Path, fmt: str, what: str) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON
-        raise MixkitError(f"{path}: unreadable {what} manifest ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise MixkitError(f"{path}: unreadable {what} manifest ({exception_detail(e)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         raise MixkitError(f"{path}: not a mixkit {what} manifest")
     return manifest
 
 
 # The fields of a store manifest that opening and reading a store rely on, and their types.
-STORE_MANIFEST_FIELDS = {"bin_bytes": int, "idx_bytes": int, "dtype": str, "fingerprint": str, "tokenizer": dict}
+STORE_MANIFEST_FIELDS = {
+    "dtype": str, "documents": int, "tokens": int, "bin_bytes": int, "idx_bytes": int, "fingerprint": str, "tokenizer": dict,
+}
 
 
 def check_store_manifest(manifest: dict[str, Any], path: Path) -> None:
-    """Refuse a store manifest that lacks a field the store's readers use (an edited or foreign file)."""
+    """Refuse a store manifest that lacks a field the store's readers use (an edited or foreign file),
+    or whose recorded checksum says it was edited (a manifest without one is from before checksums)."""
     for key, kind in STORE_MANIFEST_FIELDS.items():
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             problem = "missing" if key not in manifest else f"not {'an' if kind is int else 'a'} {kind.__name__}"
@@ -306,6 +324,7 @@ def check_store_manifest(manifest: dict[str, Any], path: Path) -> None:
     tokenizer = manifest["tokenizer"]
     if not isinstance(tokenizer.get("vocab_size"), int) or not isinstance(tokenizer.get("sha256"), str):
         raise MixkitError(f"{path}: damaged store manifest (tokenizer.vocab_size or tokenizer.sha256 is missing)")
+    integrity.check_manifest_checksum(path, manifest)
 
 
 class TokenStore:
@@ -352,7 +371,6 @@ class TokenStore:
             )
         manifest = read_manifest(files.manifest, MANIFEST_FORMAT, "token store")
         check_store_manifest(manifest, files.manifest)
-        integrity.check_store_manifest(files.manifest, manifest, REQUIRED_MANIFEST_KEYS)
         for path, key in ((files.bin, "bin_bytes"), (files.idx, "idx_bytes")):
             if not path.exists():
                 raise MixkitError(f"store '{prefix.name}': {path.name} is missing")
@@ -638,6 +656,19 @@ class StoreWriter:
         self.close()
         self.partial_path.unlink(missing_ok=True)
         self.lengths_path.unlink(missing_ok=True)
+
+    def pending_fingerprint(self) -> str:
+        """The fingerprint ``finish`` will give the store (sha256 of the ``.idx`` then ``.bin`` bytes)."""
+        self.flush()
+        h = hashlib.sha256(encode_index(np.fromfile(self.lengths_path, dtype="<i4"), self.dtype))
+        _hash_into(h, self.partial_path)
+        return h.hexdigest()
+
+    def matches_published(self) -> bool:
+        """Whether the store in place already holds exactly what ``finish`` would publish (the
+        same fingerprint): an interrupted run of the same job published it, so replacing it with
+        these bytes changes nothing."""
+        return (self.files.published_manifest() or {}).get("fingerprint") == self.pending_fingerprint()
 
     def detach(self) -> DetachedOutput:
         """Close the writer and hand over the documents written so far, moved to other names.

@@ -83,8 +83,9 @@ from tqdm import tqdm
 from mixkit import __version__, atomic, encoders, locks
 from mixkit.config import invalid
 from mixkit.encoders import ENCODERS, EncoderChoice, FastEncoder, HFEncoder, Unsupported, load_encoder, settle_choice
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
-from mixkit.holdout import check_holdout_count, finish_with_holdout, pending_fingerprint, split_and_publish
+from mixkit.holdout import check_holdout_count, finish_with_holdout, split_and_publish
 from mixkit.names import check_new_name
 from mixkit.presets import TextSpec
 from mixkit.readers import (
@@ -207,7 +208,7 @@ def load_tokenizer(spec: str | os.PathLike | None, workers: int | None = None):
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:
-        raise MixkitError(f"cannot read tokenizer {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise MixkitError(f"cannot read tokenizer {path}: {exception_detail(e)}") from None
     # Special-token strings inside documents are encoded as plain text: the only EOS ids
     # in a store are the ones appended after each document.
     tok.encode_special_tokens = True
@@ -360,7 +361,9 @@ IDENTITY_KEYS = ("bytes", "sha256", "size_mtime", "ukey", "dataset", "config", "
 
 
 def _identity(src: dict[str, Any]) -> dict[str, Any]:
-    return {k: src[k] for k in IDENTITY_KEYS if k in src}
+    """A source entry as a job names it: its path, its identity keys and, in a shard, which part."""
+    return {"path": src["path"], **{k: src[k] for k in IDENTITY_KEYS if k in src},
+            **({"shard_part": src["shard_part"]} if "shard_part" in src else {})}
 
 
 def job_sha256(job: dict[str, Any], sources: list[dict[str, Any]]) -> str:
@@ -370,10 +373,7 @@ def job_sha256(job: dict[str, Any], sources: list[dict[str, Any]]) -> str:
     sources as ``describe_source`` gives them). A rerun recomputes it from the sources as they
     are now (``Tokenization._already_built``): equal means the same bytes would be tokenized
     with the same options, so the store in place is the one the run would write."""
-    identities = [
-        {"path": s["path"], **_identity(s), **({"shard_part": s["shard_part"]} if "shard_part" in s else {})} for s in sources
-    ]
-    return hashlib.sha256(json.dumps({**job, "sources": identities}, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps({**job, "sources": [_identity(s) for s in sources]}, sort_keys=True).encode()).hexdigest()
 
 
 def source_entry(index: int, source: Source, split: str | None = None) -> dict[str, Any]:
@@ -401,14 +401,6 @@ def source_changed(entry: dict[str, Any], source: Source, split: str | None) -> 
 
 def _changed_error(path: str, how: str) -> MixkitError:
     return MixkitError(f"{path}: changed while it was read ({how}); nothing was published, run again once the source is final")
-
-
-def _manifest_of(files: StoreFiles) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads(files.manifest.read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
 
 
 @dataclass
@@ -478,7 +470,7 @@ class Tokenization:
     def job_description(self, sources: list[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.cfg
         return {
-            "sources": [{"path": s["path"], **_identity(s), **({"shard_part": s["shard_part"]} if "shard_part" in s else {})} for s in sources],
+            "sources": [_identity(s) for s in sources],
             "all_sources": [str(p) for p in self.all_sources],
             "text": cfg.text.describe(),
             "tokenizer": self.tokinfo.describe(),
@@ -505,7 +497,7 @@ class Tokenization:
         and opens checked; else None. Without ``--overwrite`` such a rerun has nothing to do."""
         if self.cfg.overwrite or not all(f.exists() for f in outputs):
             return None
-        found = [_manifest_of(f) for f in outputs]
+        found = [f.published_manifest() for f in outputs]
         if not all(m and isinstance(m.get("job_sha256"), str) for m in found):
             return None  # written before stores recorded their job: only --overwrite replaces it
         now = []
@@ -650,7 +642,7 @@ class Tokenization:
                 published = self._publish(writer, manifest)
         else:
             # Nothing left to publish: finished if the outputs in place are the ones this job wrote.
-            found = [_manifest_of(f) for f in ([files, files.holdout] if cfg.holdout_docs else [files])]
+            found = [f.published_manifest() for f in ([files, files.holdout] if cfg.holdout_docs else [files])]
             if not all(m and m.get("sources") == manifest["sources"] and m.get("documents") is not None for m in found):
                 return None
             if not cfg.holdout_docs and found[0]["bin_bytes"] != state["bin_bytes"]:
@@ -998,7 +990,7 @@ class Tokenization:
         this job published it) is replaced by the same bytes rather than refused."""
         files = writer.files
         overwrite = self.cfg.overwrite
-        if not overwrite and files.exists() and (_manifest_of(files) or {}).get("fingerprint") == pending_fingerprint(writer):
+        if not overwrite and files.exists() and writer.matches_published():
             overwrite = True
         return writer.finish(manifest, overwrite=overwrite)
 

@@ -56,6 +56,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mixkit import atomic
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
 from trainer.dcp_files import has_dcp_state, read_dcp_weights
 from trainer.hf import from_hf
@@ -388,7 +389,7 @@ def _read_safetensors(path: Path, device: torch.device | str = "cpu") -> tuple[d
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise MixkitError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise MixkitError(f"{path}: not a readable safetensors file ({exception_detail(e)})") from None
 
 
 def _load_train_state(path: Path, device: torch.device) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from torch import nn
 
 from mixkit import atomic
 from mixkit.config import Invalid
+from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
 from trainer.model import GPTNeoX, ModelConfig
 
@@ -119,7 +120,7 @@ def _load_weight_file(f: Path) -> dict[str, torch.Tensor]:
     try:  # tensors only: a pickle from the hub must not run code
         return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise MixkitError(f"{f}: unreadable PyTorch weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise MixkitError(f"{f}: unreadable PyTorch weights ({exception_detail(e)})") from None
 
 
 def _load_dir_state(path: Path) -> dict[str, torch.Tensor]:
@@ -160,7 +161,7 @@ def resolve_pretrained(name: str | os.PathLike, revision: str = "") -> Path:
     try:
         return Path(snapshot_download(str(name), revision=revision or None, allow_patterns=patterns))
     except Exception as e:  # offline without a cached copy, unknown repo or revision, no network
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = exception_detail(e)
         raise MixkitError(f"cannot get {name}{'@' + revision if revision else ''} from the Hugging Face hub or its "
                           f"cache ({type(e).__name__}: {first})") from None
 

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from mixkit.config import invalid
+from mixkit.error_lines import exception_detail
 from trainer.run_dir import tensorboard_dir
 
 
@@ -187,7 +188,7 @@ def _start_wandb(cfg: LoggingConfig, folder: Path, name: str, config: dict[str, 
     try:
         return wandb.init(project=cfg.wandb_project, name=name, dir=str(folder), config=config or {})
     except Exception as e:  # network, login, a bad WANDB_MODE: never worth stopping a training run
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = exception_detail(e)
         say(f"wandb did not start ({first}); set WANDB_MODE=offline on a machine without network: not logging to W&B")
         return None
 

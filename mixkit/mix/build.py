@@ -211,8 +211,7 @@ def mix_built_from(out: Path, plan: MixPlan, data_dir: Path) -> bool:
 
 
 def _build_mix_locked(plan: MixPlan, name: str, data_dir: Path, out: Path, overwrite: bool) -> Path:
-    if out.exists() and not overwrite:
-        raise MixkitError(f"mix '{name}' already exists in {out.parent} (use --overwrite to replace it)")
+    """Build under the mix's write lock; the caller has dealt with a mix already in place."""
     names = plan.datasets
     stores = [TokenStore.open(n, data_dir) for n in names]
     check_same_tokenizer(stores)
