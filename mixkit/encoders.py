@@ -171,7 +171,17 @@ def encode_in_pieces(encode_whole: Any, texts: list[str], max_chars: int | None 
 # -- the reference ------------------------------------------------------------------------------
 
 
-class HFEncoder:
+class _BatchEncoder:
+    """``encode_batch`` of both encoders: ``encode_whole``, with texts longer than
+    ``MAX_PIECE_CHARS`` encoded in pieces when the encoder is ``cuttable``."""
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any(len(t) > MAX_PIECE_CHARS for t in texts) and self.cuttable:
+            return encode_in_pieces(self.encode_whole, texts)
+        return self.encode_whole(texts)
+
+
+class HFEncoder(_BatchEncoder):
     """``tokenizers``' ``encode_batch_fast`` with special-token strings kept as plain text."""
 
     name = "hf"
@@ -203,11 +213,6 @@ class HFEncoder:
             except Unsupported:
                 self._cuttable = False
         return self._cuttable
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        if any(len(t) > MAX_PIECE_CHARS for t in texts) and self.cuttable:
-            return encode_in_pieces(self.encode_whole, texts)
-        return self.encode_whole(texts)
 
     def encode_whole(self, texts: list[str]) -> list[list[int]]:
         """``encode_batch`` without cutting long texts."""
@@ -319,7 +324,7 @@ def fast_spec(tokenizer_json: dict[str, Any]) -> FastSpec:
     return FastSpec(ranks=ranks, added=added, normalize_nfc=normalizer is not None)
 
 
-class FastEncoder:
+class FastEncoder(_BatchEncoder):
     """NFC, the added-token split, then ``tiktoken`` BPE; see the module docstring."""
 
     name = "fast"
@@ -387,10 +392,11 @@ class FastEncoder:
                 raise lone_surrogate_error(offset + i) from None
         return out
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        if any(len(t) > MAX_PIECE_CHARS for t in texts) and added_tokens_allow_cuts(list(self._added)):
-            return encode_in_pieces(self.encode_whole, texts)
-        return self.encode_whole(texts)
+    @property
+    def cuttable(self) -> bool:
+        """Whether long texts may be encoded in pieces (module docstring): a pipeline this
+        encoder reproduces, so it depends on the added tokens only."""
+        return added_tokens_allow_cuts(list(self._added))
 
     def encode_whole(self, texts: list[str]) -> list[list[int]]:
         """``encode_batch`` without cutting long texts."""

@@ -40,7 +40,6 @@ differ from the current config (they would not continue the same run).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -58,6 +57,8 @@ from safetensors.torch import save_file
 from mixkit import atomic
 from mixkit.error_lines import exception_detail
 from mixkit.errors import MixkitError
+from mixkit.integrity import canonical_sha256
+from mixkit.store import sha256_file
 from trainer.dcp_files import has_dcp_state, read_dcp_weights
 from trainer.hf import from_hf
 from trainer.run_dir import checkpoints_dir, step_dir
@@ -122,18 +123,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # -- checksums ------------------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the sha256 recorded for each checkpoint file in meta.json
 
 
 def meta_digest(meta: dict[str, Any]) -> str:
     """sha256 of meta.json's canonical JSON, ``meta_sha256`` left out."""
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_sha256({k: v for k, v in meta.items() if k != "meta_sha256"})
 
 
 # -- the training state as safetensors + JSON -------------------------------------------------------

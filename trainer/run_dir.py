@@ -12,7 +12,7 @@ Layout of a run directory ``RUN/`` (``trainer train`` with ``[[stages]]``)::
     RUN/sft-<task>/tensorboard/     their TensorBoard event files
     RUN/sft-<task>/model.safetensors   the finetuned weights (our parameter names, float32;
                                     no optimizer state): what ``trainer export --sft`` exports
-    RUN/.lock, RUN/<stage>/.lock    held by the one process writing the folder (``lock_run_dir``)
+    RUN/.lock, RUN/<stage>/.lock    held by the one process writing the folder (``hold_run_dir``)
 
 A single-mix ``trainer train`` writes ``metrics.jsonl``, ``loss.png``, ``tensorboard/`` and ``checkpoints/``
 straight into its ``out_dir``: that folder is laid out like one stage folder.
@@ -41,10 +41,12 @@ it, and reading results must stay cheap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +129,24 @@ def checkpoint_stage_dir(checkpoint: PathLike) -> Path:
 # -- writing ----------------------------------------------------------------------------------------
 
 
-def lock_run_dir(folder: PathLike):
-    """Hold the write lock of a run folder (``RUN/.lock``, ``mixkit.locks``) for a ``with`` block: a
-    second ``trainer train`` into the same folder is refused at once, naming the process writing it."""
-    return locks.write_lock(Path(folder) / LOCK_FILE, f"run folder '{folder}'", "wait or pick another out_dir")
+def refuse_file_out_dir(folder: PathLike) -> None:
+    """An ``out_dir`` that names a file is refused before anything else is tried in it."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise MixkitError(f"out_dir {folder} is a file, not a folder")
+
+
+@contextlib.contextmanager
+def hold_run_dir(folder: PathLike, writer: bool = True) -> Iterator[None]:
+    """For a ``with`` block, hold a run folder for writing: its write lock (``RUN/.lock``,
+    ``mixkit.locks``; a second ``trainer train`` into the same folder is refused at once, naming
+    the process writing it), then the temporaries of killed writers removed. ``writer`` False
+    (the ranks that do not write the folder): nothing."""
+    if not writer:
+        yield
+        return
+    with locks.write_lock(Path(folder) / LOCK_FILE, f"run folder '{folder}'", "wait or pick another out_dir"):
+        remove_interrupted_writes(folder)
+        yield
 
 
 def remove_interrupted_writes(out_dir: PathLike) -> list[Path]:

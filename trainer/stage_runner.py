@@ -41,9 +41,9 @@ from trainer.model import GPTNeoX
 from trainer.run_dir import (
     MetricsLog,
     content_key,
-    lock_run_dir,
+    hold_run_dir,
     metrics_path,
-    remove_interrupted_writes,
+    refuse_file_out_dir,
     resume_results,
     sft_dir,
     sft_weights_path,
@@ -112,8 +112,7 @@ class StageRunner:
         """What can be checked before the first stage is: the run folder is a folder, every stage's mix
         opens and fits the model, the held-out store opens (a bad last stage would otherwise be found
         only after the stages before it trained)."""
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise MixkitError(f"out_dir {self.run_dir} is a file, not a folder")
+        refuse_file_out_dir(self.run_dir)
         model_cfg = self.cfg.model.build()
         for stage in self.cfg.stages:
             if isinstance(stage, TrainStageConfig):
@@ -126,7 +125,7 @@ class StageRunner:
     def run(self) -> dict[str, Any]:
         """Every stage, holding the run folder's write lock (rank 0, the one writing it)."""
         self.check_inputs()
-        with lock_run_dir(self.run_dir) if self.is_main else contextlib.nullcontext():
+        with hold_run_dir(self.run_dir, writer=self.is_main):
             with process_group(self.device):
                 results = self._run()
                 barrier()  # no rank leaves before rank 0 has written the results
@@ -138,7 +137,6 @@ class StageRunner:
 
     def _run(self) -> dict[str, Any]:
         if self.is_main:
-            remove_interrupted_writes(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_run_config(self.run_dir, self.cfg.source)
         barrier()

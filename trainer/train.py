@@ -51,11 +51,11 @@ from trainer.optim import make_optimizer, make_scheduler
 from trainer.plot import plot_loss
 from trainer.run_dir import (
     MetricsLog,
-    lock_run_dir,
+    hold_run_dir,
     loss_plot_path,
     metrics_path,
     read_metrics,
-    remove_interrupted_writes,
+    refuse_file_out_dir,
 )
 from trainer.train_log import TrainLogger
 
@@ -129,17 +129,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, stream: Any = None, eval_st
     and rank 0 logs it to ``metrics.jsonl`` as ``{"step", **dict}``: how stages report held-out
     and task losses.
 
-    Rank 0, which writes ``out_dir``, holds its write lock throughout (``trainer.run_dir.lock_run_dir``):
+    Rank 0, which writes ``out_dir``, holds its write lock throughout (``trainer.run_dir.hold_run_dir``):
     a second run into the same folder is refused before anything is read or written, and the
     temporary folders of checkpoint saves that a kill interrupted are removed.
     """
     world, rank, local_rank = dist_env()
-    if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
-        raise MixkitError(f"out_dir {cfg.out_dir} is a file, not a folder")
+    refuse_file_out_dir(cfg.out_dir)
     device = resolve_device(cfg.device, local_rank)
-    with lock_run_dir(cfg.out_dir) if rank == 0 else contextlib.nullcontext():
-        if rank == 0:
-            remove_interrupted_writes(cfg.out_dir)
+    with hold_run_dir(cfg.out_dir, writer=rank == 0):
         with process_group(device):
             return _train(cfg, resume, stream, eval_stream, world, rank, device, evaluate_fn)
 

@@ -32,15 +32,13 @@ fingerprints.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mixkit import atomic
+from mixkit import atomic, integrity
 from mixkit.errors import MixkitError
 from mixkit.resources import disk_errors, preallocate
 from mixkit.store import read_manifest as read_json_manifest
@@ -84,7 +82,7 @@ def dataset_files(k: int) -> dict[str, str]:
 
 def fingerprint(manifest: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of ``manifest`` (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return integrity.canonical_sha256(manifest)
 
 
 def file_sha256s(folder: Path) -> dict[str, str]:
