@@ -12,13 +12,14 @@ frequencies), then, with the file in the page cache, times on the same memmap:
   memory-bandwidth ceiling any counter can reach.
 
 Prints tokens/s for each and the ratios; the last line is ``ratio: X`` (numba over
-np.bincount). Before it, the cost of verifying the same store (``mixkit.integrity``), files
+np.bincount). The read and the kernel are timed in alternation, best of ``--repeats``
+each, so both see the machine in the same state. Before it, the cost of verifying the same store (``mixkit.integrity``), files
 in the page cache: the first open's content check (xxh3 of every 64 MB chunk and the
 largest id, GB/s beside the read's), the structure check of the index, and a second open,
 which the stamp makes free. The generated store lives under ``--workdir`` (default a temporary
 directory) and is deleted afterwards unless ``--keep``.
 
-    python benchmarks/bench_counts.py [--tokens 500e6] [--dtype uint16|int32] [--repeats 3]
+    python benchmarks/bench_counts.py [--tokens 500e6] [--dtype uint16|int32] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -90,6 +91,26 @@ def best_of(repeats: int, fn) -> tuple[float, object]:
     return best, result
 
 
+def best_interleaved(repeats: int, fns: dict) -> tuple[dict[str, tuple[float, object]], dict[str, list[float]]]:
+    """Best of ``repeats`` timings of each function (and every timing), the functions taking turns in every round.
+
+    Why: the read's speed on a shared machine drifts from one second to the next; timing
+    the kernel and the read in alternation puts both under the same conditions, where
+    timing all of one, then all of the other, would compare two different moments.
+    """
+    best = {name: (float("inf"), None) for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            result = fn()
+            elapsed = time.perf_counter() - t
+            times[name].append(elapsed)
+            if elapsed < best[name][0]:
+                best[name] = (elapsed, result)
+    return best, times
+
+
 def bincount_blocks(tokens: np.ndarray, block: int = 1 << 24) -> np.ndarray:
     out = np.zeros(VOCAB, np.int64)
     for lo in range(0, tokens.size, block):
@@ -118,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=float, default=500e6, help="at least this many tokens (default 500e6)")
     ap.add_argument("--dtype", choices=["uint16", "int32"], default="uint16")
-    ap.add_argument("--repeats", type=int, default=3, help="best of N timings per method")
+    ap.add_argument("--repeats", type=int, default=5, help="best of N timings per method (the read and the kernel alternate)")
     ap.add_argument("--workdir", type=Path, help="where to generate the store (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the generated store")
     args = ap.parse_args()
@@ -136,8 +157,8 @@ def main() -> None:
         histogram(tokens[:1000], VOCAB)
         parallel_sum(tokens)  # warm the page cache
 
-        read_s, _ = best_of(args.repeats, lambda: parallel_sum(tokens))
-        numba_s, got = best_of(args.repeats, lambda: histogram(tokens, VOCAB))
+        timed, rounds = best_interleaved(args.repeats, {"read": lambda: parallel_sum(tokens), "numba": lambda: histogram(tokens, VOCAB)})
+        (read_s, _), (numba_s, got) = timed["read"], timed["numba"]
         np_s, ref = best_of(args.repeats, lambda: bincount_blocks(tokens))
         if not np.array_equal(got, ref):
             raise SystemExit("numba counts differ from np.bincount")
@@ -146,6 +167,7 @@ def main() -> None:
             print(f"{name:>16}: {s:7.3f} s  {n / s / 1e9:6.3f} G tokens/s  ({tokens.nbytes / s / 1e9:5.2f} GB/s)")
         print(f"numba / np.bincount: {np_s / numba_s:.2f}x   numba / read: {read_s / numba_s:.2f} of the read speed "
               f"(targets: >= 8x, >= 0.9); load average {os.getloadavg()[0]:.2f}")
+        print("rounds (read / numba, s): " + ", ".join(f"{r:.3f}/{k:.3f}" for r, k in zip(rounds["read"], rounds["numba"])))
         bench_verify(store, read_s, args.repeats)
         print(f"ratio: {np_s / numba_s:.2f}")
     finally:
