@@ -14,6 +14,11 @@ DATA_DIR_HELP = "Data directory."
 DATA_DIR_DEFAULT = "$MIXKIT_DATA_DIR, else ./mixkit-data"
 
 
+def _outputs(name: str, holdout_docs: int) -> str:
+    """The store(s) a run writes, as the subject of a sentence."""
+    return f"stores '{name}' and '{holdout_name(name)}' are" if holdout_docs else f"store '{name}' is"
+
+
 def _unescape(template: str) -> str:
     """Let shell users write ``--template "{question}\\n{answer}"`` with a literal backslash-n."""
     return template.replace("\\n", "\n").replace("\\t", "\t")
@@ -66,8 +71,7 @@ def tokenize(sources, name, preset, field, template, tokenizer, data_dir, worker
     )
     m = run(cfg)
     if m.get("already_built"):
-        what = f"stores '{name}' and '{holdout_name(name)}' are" if holdout_docs else f"store '{name}' is"
-        click.echo(f"{what} already built from these inputs; nothing to do")
+        click.echo(f"{_outputs(name, holdout_docs)} already built from these inputs; nothing to do")
         return
     skipped = {k: v for k, v in m["skipped"].items() if v}
     click.echo(
@@ -93,8 +97,7 @@ def merge(name, parts, data_dir, holdout_docs, holdout_seed, overwrite):
 
     m = run(name, list(parts), data_dir, overwrite=overwrite, holdout_docs=holdout_docs, holdout_seed=holdout_seed)
     if m.get("already_built"):
-        what = f"stores '{name}' and '{holdout_name(name)}' are" if holdout_docs else f"store '{name}' is"
-        click.echo(f"{what} already merged from these parts; nothing to do")
+        click.echo(f"{_outputs(name, holdout_docs)} already merged from these parts; nothing to do")
         return
     click.echo(f"{m['name']}: {m['documents']:,} documents, {m['tokens']:,} tokens from {len(parts)} parts")
 

@@ -25,6 +25,12 @@ from mixkit.errors import MixkitError
 from mixkit.store import DetachedOutput, StoreFiles, StoreWriter
 
 
+def holdout_record(files: StoreFiles, n: int, seed: int) -> dict[str, Any]:
+    """The ``holdout`` entry both halves' manifests carry: how many documents, drawn with which
+    seed, into which store, out of which (what a rerun compares to know the split is the same)."""
+    return {"documents": int(n), "seed": int(seed), "store": files.holdout.name, "of": files.name}
+
+
 def holdout_indices(num_docs: int, n: int, seed: int) -> np.ndarray:
     """Sorted indices of the ``n`` held-out documents among ``num_docs``."""
     check_holdout_count(num_docs, n)
@@ -68,7 +74,7 @@ def split_and_publish(
                 raise MixkitError(f"store '{writer.files.name}' already exists in {files.prefix.parent} (use --overwrite to replace it)")
         # Both checked before either is published: an existing store here holds the very bytes
         # the split made (an interrupted run published it), so replacing it changes nothing.
-        split = {"holdout": {"documents": int(n), "seed": int(seed), "store": files.holdout.name, "of": files.name}}
+        split = {"holdout": holdout_record(files, n, seed)}
         hold_manifest = hold.finish({**manifest, **split, "role": "holdout"}, overwrite=True)
         result = train.finish({**manifest, **split, "role": "train", "holdout_fingerprint": hold_manifest["fingerprint"]}, overwrite=True)
     except BaseException:

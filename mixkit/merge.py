@@ -24,7 +24,7 @@ from typing import Any
 
 from mixkit import __version__, locks
 from mixkit.errors import MixkitError
-from mixkit.holdout import finish_with_holdout
+from mixkit.holdout import finish_with_holdout, holdout_record
 from mixkit.names import check_new_name
 from mixkit.store import StoreFiles, StoreWriter, TokenStore, check_same_tokenizer, resolve_data_dir
 
@@ -93,7 +93,7 @@ def _already_merged(files: StoreFiles, stores: list[TokenStore], holdout_docs: i
     manifest = files.published_manifest()
     if manifest is None or manifest.get("merged_from") != [{"name": s.name, "fingerprint": s.fingerprint} for s in stores]:
         return None
-    split = {"documents": holdout_docs, "seed": holdout_seed, "store": files.holdout.name, "of": files.name} if holdout_docs else None
+    split = holdout_record(files, holdout_docs, holdout_seed) if holdout_docs else None
     if manifest.get("holdout") != split:
         return None
     try:

@@ -269,6 +269,7 @@ def start_auto_choice(tok, info: TokenizerInfo) -> tuple[FastEncoder, Future] | 
 
 
 def _workers(cfg: TokenizeConfig) -> int:
+    """Encoder processes a run uses: ``--workers``, else every core this process may run on."""
     return cfg.workers or len(os.sched_getaffinity(0))
 
 
@@ -801,7 +802,7 @@ class Tokenization:
 
     def _worker_pool(self, total_bytes: int | None):
         """``(pool, workers)``: encoder processes, or ``(None, 1)`` to encode here (hf, one worker, a small input)."""
-        workers = self.cfg.workers or len(os.sched_getaffinity(0))
+        workers = _workers(self.cfg)
         small = total_bytes is not None and total_bytes <= self.cfg.batch_bytes
         if not isinstance(self.encoder, FastEncoder) or workers < 2 or small:
             self._settle()  # encoded here, one batch at a time: no speculation
